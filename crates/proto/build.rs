@@ -50,8 +50,66 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fds.file
         .retain(|file| wants_rust_code(file.name.as_deref().unwrap_or_default()));
 
+    std::fs::write(out_dir.join("criu_names.rs"), names_module_body(&fds))?;
+
     prost_build::Config::new()
         .out_dir(&out_dir)
+        .enable_type_names()
         .compile_fds(fds)?;
     Ok(())
+}
+
+/// Renders the constants of `criu_proto::names`: every proto file, message
+/// and enum name, in file order then declaration order. Nested types are
+/// written `outer.inner`, their full name in a package-less descriptor pool.
+fn names_module_body(fds: &prost_types::FileDescriptorSet) -> String {
+    fn walk_message(
+        prefix: &str,
+        message: &prost_types::DescriptorProto,
+        messages: &mut Vec<String>,
+        enums: &mut Vec<String>,
+    ) {
+        let name = format!("{prefix}{}", message.name.as_deref().unwrap_or_default());
+        for nested_enum in &message.enum_type {
+            enums.push(format!(
+                "{name}.{}",
+                nested_enum.name.as_deref().unwrap_or_default()
+            ));
+        }
+        let nested_prefix = format!("{name}.");
+        messages.push(name);
+        for nested in &message.nested_type {
+            walk_message(&nested_prefix, nested, messages, enums);
+        }
+    }
+
+    let mut files = Vec::new();
+    let mut messages = Vec::new();
+    let mut enums = Vec::new();
+    for file in &fds.file {
+        files.push(file.name.clone().unwrap_or_default());
+        for top_enum in &file.enum_type {
+            enums.push(top_enum.name.clone().unwrap_or_default());
+        }
+        for message in &file.message_type {
+            walk_message("", message, &mut messages, &mut enums);
+        }
+    }
+    let list = |items: &[String]| -> String {
+        items
+            .iter()
+            .map(|item| format!("    {item:?},\n"))
+            .collect()
+    };
+    format!(
+        "/// Every `.proto` file with generated Rust code (all but `opts.proto`).\n\
+         pub const FILES: &[&str] = &[\n{}];\n\n\
+         /// Every message's proto name (nested ones as `outer.inner`).\n\
+         pub const MESSAGES: &[&str] = &[\n{}];\n\n\
+         /// Every enum's proto name (nested ones as `outer.inner`).\n\
+         pub const ENUMS: &[&str] = &[\n{}];\n",
+        list(&files),
+        list(&messages),
+        list(&enums)
+    )
 }
