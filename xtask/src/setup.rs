@@ -29,6 +29,11 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// The reference images CRIU 4.2 wrote (tests/fixtures/criu42-sleep), used to seed fuzzing.
+pub fn fixtures_dir() -> PathBuf {
+    workspace_root().join("tests/fixtures/criu42-sleep")
+}
+
 /// Path of a binary built by the workspace in the given profile directory ("debug" or "release").
 pub fn built_binary(profile: &str, name: &str) -> PathBuf {
     target_dir().join(profile).join(name)

@@ -16,7 +16,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::Value as Json;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/criu42-sleep")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/criu42-sleep")
 }
 
 /// Decodes one entry into its typed struct and encodes it again.
