@@ -5,6 +5,11 @@
 //! builds, always by their path in the target directory, never through `PATH` (Debian's own `criu`
 //! is on `PATH` on our machines and does not run on this kernel).
 
+mod bench;
+mod conformance;
+mod demo;
+mod fuzz;
+mod limits;
 mod setup;
 mod suite;
 
@@ -26,7 +31,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match command.as_str() {
+        "demo" => demo::run(rest),
         "test" => suite::run_all(rest),
+        "fuzz" => fuzz::run(rest),
+        "bench" => bench::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every test of the project, in one command, with one closing summary line.
 
-use crate::setup;
+use crate::{conformance, setup};
 
 /// One named stage of the test run and whether it passed.
 struct StageResult {
@@ -24,6 +24,11 @@ pub fn run_all(args: &[String]) -> Result<(), String> {
     results.push(StageResult {
         name: "unit and integration tests",
         outcome: setup::cargo(&["test", "--workspace", "--no-fail-fast"]),
+    });
+
+    results.push(StageResult {
+        name: "conformance suite",
+        outcome: conformance::run(&[]),
     });
 
     println!("\nxtask test summary:");

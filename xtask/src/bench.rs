@@ -1,0 +1,430 @@
+//! `cargo xtask bench`: dump and restore speed, measured against the machine's own limits in the same run.
+//!
+//! Every row is the median of several runs with min and max. Dumps write to tmpfs (/dev/shm), so a dump
+//! is judged against the tmpfs-write limit and a restore against the page-population limit (see
+//! `limits.rs`). Results go to stdout as a Markdown table and to `target/bench/bench.json`.
+//! With `CRIU_PEER=/path/to/criu` (a CRIU that runs on this kernel) every dump/restore row is also run
+//! with it on the same workload, and the table shows both and the ratio.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::limits::{self, Rate};
+use crate::setup;
+
+const MIB: usize = 1 << 20;
+const GIB: usize = 1 << 30;
+
+/// How often each dump/restore is repeated; the table shows the median, min and max.
+const RUNS: usize = 3;
+
+/// One workload of the benchmark: how to start it and how much memory it holds.
+struct Workload {
+    name: String,
+    mode: &'static str,
+    count: usize,
+    /// Bytes of memory the workload holds, for the GiB/s columns (0 where speed is not the point).
+    bytes: usize,
+}
+
+/// Timings of one engine (ours or the peer) on one workload.
+#[derive(Default)]
+struct EngineTimes {
+    dump_seconds: Vec<f64>,
+    restore_seconds: Vec<f64>,
+    frozen_ms: Vec<f64>,
+    error: Option<String>,
+}
+
+struct Row {
+    workload: Workload,
+    ours: EngineTimes,
+    peer: Option<EngineTimes>,
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|arg| arg == "--quick");
+    setup::cargo(&["build", "--release", "-p", "criu-cli", "-p", "criu-crit", "-p", "xtask"])?;
+    let criu = setup::built_binary("release", "criu");
+    let crit = setup::built_binary("release", "crit");
+    let workload_bin = setup::built_binary("release", "bench-workload");
+    let peer = std::env::var_os("CRIU_PEER").map(PathBuf::from);
+    // Restored trees are re-parented to us, so we reap them at once instead of waiting for PID 1.
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|error| format!("cannot become a child subreaper: {error}"))?;
+
+    let scratch = PathBuf::from("/dev/shm").join(format!("criu-rs-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .map_err(|error| format!("cannot create {}: {error}", scratch.display()))?;
+
+    println!("bench: measuring the machine's limits (1 GiB, {RUNS} runs each)");
+    let limit_bytes = if quick { 256 * MIB } else { GIB };
+    let memcpy = limits::memcpy_bandwidth(limit_bytes, RUNS);
+    let tmpfs = limits::tmpfs_write_bandwidth(&scratch, limit_bytes, RUNS)
+        .map_err(|error| format!("tmpfs write limit: {error}"))?;
+    let populate = limits::anon_populate_bandwidth(limit_bytes, RUNS);
+
+    let big = if quick { vec![256 * MIB] } else { vec![GIB, 4 * GIB] };
+    let mut workloads: Vec<Workload> = big
+        .into_iter()
+        .map(|bytes| Workload {
+            name: format!("{} MiB anonymous memory", bytes / MIB),
+            mode: "memory",
+            count: bytes,
+            bytes,
+        })
+        .collect();
+    workloads.push(Workload {
+        name: "small process (4 MiB)".to_owned(),
+        mode: "memory",
+        count: 4 * MIB,
+        bytes: 4 * MIB,
+    });
+    workloads.push(Workload {
+        name: "100 threads".to_owned(),
+        mode: "threads",
+        count: 100,
+        bytes: 0,
+    });
+    workloads.push(Workload {
+        name: "tree of 100 processes".to_owned(),
+        mode: "tree",
+        count: 100,
+        bytes: 0,
+    });
+
+    let mut rows = Vec::new();
+    for workload in workloads {
+        println!("bench: {}", workload.name);
+        let ours = measure(&criu, &crit, &workload_bin, &workload, &scratch);
+        let peer_times = peer
+            .as_ref()
+            .map(|peer| measure(peer, &crit, &workload_bin, &workload, &scratch));
+        rows.push(Row {
+            workload,
+            ours,
+            peer: peer_times,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let rpc = rpc_load_json().unwrap_or_else(|error| {
+        eprintln!("bench: RPC load test failed: {error}");
+        serde_json::Value::Null
+    });
+
+    let table = render_markdown(&memcpy, &tmpfs, &populate, &rows, &rpc, peer.is_some());
+    println!("\n{table}");
+    let out_dir = setup::target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|error| format!("cannot create {}: {error}", out_dir.display()))?;
+    let json = render_json(&memcpy, &tmpfs, &populate, &rows, &rpc);
+    std::fs::write(out_dir.join("bench.json"), json.to_string())
+        .map_err(|error| format!("cannot write bench.json: {error}"))?;
+    std::fs::write(out_dir.join("bench.md"), &table)
+        .map_err(|error| format!("cannot write bench.md: {error}"))?;
+    println!("bench: results in {}", out_dir.display());
+    Ok(())
+}
+
+/// Runs dump (killing the workload) and restore `RUNS` times, plus one leave-running dump for the frozen
+/// time, recording the first error instead of stopping the whole benchmark.
+fn measure(criu: &Path, crit: &Path, workload_bin: &Path, workload: &Workload, scratch: &Path) -> EngineTimes {
+    let mut times = EngineTimes::default();
+    for run in 0..RUNS {
+        if let Err(error) = one_round(criu, workload_bin, workload, scratch, run, &mut times) {
+            times.error = Some(error);
+            return times;
+        }
+    }
+    match frozen_time(criu, crit, workload_bin, workload, scratch) {
+        Ok(frozen) => times.frozen_ms.push(frozen),
+        Err(error) => times.error = Some(error),
+    }
+    times
+}
+
+fn one_round(
+    criu: &Path,
+    workload_bin: &Path,
+    workload: &Workload,
+    scratch: &Path,
+    run: usize,
+    times: &mut EngineTimes,
+) -> Result<(), String> {
+    let images = scratch.join(format!("images-{run}"));
+    let _ = std::fs::remove_dir_all(&images);
+    std::fs::create_dir_all(&images).map_err(|error| format!("{}: {error}", images.display()))?;
+    let mut child = start_workload(workload_bin, workload, scratch)?;
+    let pid = child.id();
+
+    let started = Instant::now();
+    let dumped = criu_command(criu, &["dump", "-t", &pid.to_string(), "-D"], &images, "dump.log");
+    let dump_elapsed = started.elapsed();
+    if let Err(error) = dumped {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(error);
+    }
+    let _ = child.wait();
+    times.dump_seconds.push(dump_elapsed.as_secs_f64());
+
+    let pidfile = images.join("restored.pid");
+    let started = Instant::now();
+    let restored = Command::new(criu)
+        .args(["restore", "-d", "-v1", "-o", "restore.log", "-D"])
+        .arg(&images)
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .status()
+        .map_err(|error| format!("cannot start {}: {error}", criu.display()))?;
+    let restore_elapsed = started.elapsed();
+    if !restored.success() {
+        return Err(format!(
+            "restore failed ({restored}); see {}",
+            images.join("restore.log").display()
+        ));
+    }
+    times.restore_seconds.push(restore_elapsed.as_secs_f64());
+    kill_tree(pid);
+    let _ = std::fs::remove_dir_all(&images);
+    Ok(())
+}
+
+/// Dumps with --leave-running and reads how long the tree stayed frozen from stats-dump.
+fn frozen_time(
+    criu: &Path,
+    crit: &Path,
+    workload_bin: &Path,
+    workload: &Workload,
+    scratch: &Path,
+) -> Result<f64, String> {
+    let images = scratch.join("images-leave-running");
+    let _ = std::fs::remove_dir_all(&images);
+    std::fs::create_dir_all(&images).map_err(|error| format!("{}: {error}", images.display()))?;
+    let mut child = start_workload(workload_bin, workload, scratch)?;
+    let pid = child.id();
+    let dumped = criu_command(
+        criu,
+        &["dump", "--leave-running", "-t", &pid.to_string(), "-D"],
+        &images,
+        "dump.log",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    dumped?;
+    let output = Command::new(crit)
+        .args(["decode", "-i"])
+        .arg(images.join("stats-dump"))
+        .output()
+        .map_err(|error| format!("cannot run crit: {error}"))?;
+    let _ = std::fs::remove_dir_all(&images);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|error| format!("crit decode of stats-dump gave no JSON: {error}"))?;
+    json.pointer("/entries/0/dump/frozen_time")
+        .and_then(serde_json::Value::as_f64)
+        .map(|micros| micros / 1e3)
+        .ok_or_else(|| "stats-dump has no dump.frozen_time".to_owned())
+}
+
+fn start_workload(workload_bin: &Path, workload: &Workload, scratch: &Path) -> Result<Child, String> {
+    let ready = scratch.join("ready");
+    let _ = std::fs::remove_file(&ready);
+    // `setsid` makes the workload a session leader (a dump root must be one without --shell-job); as
+    // the spawned process is not a group leader, setsid execs in place and the Child is the workload.
+    let mut child = Command::new("setsid")
+        .arg(workload_bin)
+        .arg(workload.mode)
+        .arg(workload.count.to_string())
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| format!("cannot start {}: {error}", workload_bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready.exists() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{} did not get ready in 120 s", workload.name));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{} exited early: {status}", workload.name));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(child)
+}
+
+fn criu_command(criu: &Path, args: &[&str], images: &Path, log: &str) -> Result<(), String> {
+    let status = Command::new(criu)
+        .args(args)
+        .arg(images)
+        .args(["-v1", "-o", log])
+        .status()
+        .map_err(|error| format!("cannot start {}: {error}", criu.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} {}` failed ({status}); see {}",
+            criu.display(),
+            args.join(" "),
+            images.join(log).display()
+        ))
+    }
+}
+
+/// Kills a restored tree (re-parented to us, the subreaper) and reaps everything that exits.
+fn kill_tree(pid: u32) {
+    let _ = Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        while let Ok(status) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            if status == nix::sys::wait::WaitStatus::StillAlive {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn summary(samples: &[f64]) -> Option<Rate> {
+    (!samples.is_empty()).then(|| Rate::from_samples(samples.to_vec()))
+}
+
+fn render_markdown(
+    memcpy: &Rate,
+    tmpfs: &Rate,
+    populate: &Rate,
+    rows: &[Row],
+    rpc: &serde_json::Value,
+    have_peer: bool,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Limits measured in this run (GiB/s, median [min–max] of {RUNS})\n");
+    let _ = writeln!(out, "| limit | GiB/s |\n|---|---|");
+    for (name, rate) in [
+        ("memcpy, hot buffers", memcpy),
+        ("write fresh pages to tmpfs", tmpfs),
+        ("populate fresh anonymous pages", populate),
+    ] {
+        let _ = writeln!(out, "| {name} | {} |", format_rate(rate));
+    }
+    let _ = writeln!(out, "\n### Dump and restore (images on tmpfs)\n");
+    let _ = writeln!(
+        out,
+        "| workload | dump s | dump GiB/s | dump / tmpfs limit | frozen ms (leave-running) | restore s | restore GiB/s | restore / populate limit | peer dump s | peer restore s | ours vs peer (dump, restore) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let bytes = row.workload.bytes as f64 / GIB as f64;
+        let dump = summary(&row.ours.dump_seconds);
+        let restore = summary(&row.ours.restore_seconds);
+        let speed = |seconds: &Option<Rate>| match seconds {
+            Some(rate) if bytes > 0.0 => format!("{:.2}", bytes / rate.median),
+            _ => "–".to_owned(),
+        };
+        let ratio = |seconds: &Option<Rate>, limit: &Rate| match seconds {
+            Some(rate) if bytes > 0.0 => format!("{:.0}%", 100.0 * bytes / rate.median / limit.median),
+            _ => "–".to_owned(),
+        };
+        let (peer_dump, peer_restore, versus) = match &row.peer {
+            None if !have_peer => ("no peer".to_owned(), "no peer".to_owned(), "no peer".to_owned()),
+            None => ("–".to_owned(), "–".to_owned(), "–".to_owned()),
+            Some(peer) => {
+                let pd = summary(&peer.dump_seconds);
+                let pr = summary(&peer.restore_seconds);
+                let versus = match (&dump, &pd, &restore, &pr) {
+                    (Some(d), Some(p), Some(r), Some(q)) => {
+                        format!("{:.2}x, {:.2}x", p.median / d.median, q.median / r.median)
+                    }
+                    _ => peer.error.clone().unwrap_or_else(|| "–".to_owned()),
+                };
+                (format_seconds(&pd), format_seconds(&pr), versus)
+            }
+        };
+        let frozen = summary(&row.ours.frozen_ms)
+            .map(|rate| format!("{:.1}", rate.median))
+            .unwrap_or_else(|| "–".to_owned());
+        let mut name = row.workload.name.clone();
+        if let Some(error) = &row.ours.error {
+            name = format!("{name} (error: {error})");
+        }
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {frozen} | {} | {} | {} | {peer_dump} | {peer_restore} | {versus} |",
+            format_seconds(&dump),
+            speed(&dump),
+            ratio(&dump, tmpfs),
+            format_seconds(&restore),
+            speed(&restore),
+            ratio(&restore, populate),
+        );
+    }
+    let _ = writeln!(out, "\n### RPC (criu-server service, VERSION/CHECK)\n");
+    if rpc.is_null() {
+        let _ = writeln!(out, "RPC load test did not run (see the error above).");
+    } else {
+        let _ = writeln!(out, "```json\n{rpc:#}\n```");
+    }
+    out
+}
+
+fn format_rate(rate: &Rate) -> String {
+    format!("{:.2} [{:.2}–{:.2}]", rate.median, rate.min, rate.max)
+}
+
+fn format_seconds(seconds: &Option<Rate>) -> String {
+    match seconds {
+        Some(rate) if rate.median < 0.1 => format!(
+            "{:.1} ms [{:.1}–{:.1}]",
+            rate.median * 1e3,
+            rate.min * 1e3,
+            rate.max * 1e3
+        ),
+        Some(rate) => format!("{:.3} [{:.3}–{:.3}]", rate.median, rate.min, rate.max),
+        None => "–".to_owned(),
+    }
+}
+
+fn render_json(
+    memcpy: &Rate,
+    tmpfs: &Rate,
+    populate: &Rate,
+    rows: &[Row],
+    rpc: &serde_json::Value,
+) -> serde_json::Value {
+    let rate = |rate: &Rate| serde_json::json!({"median": rate.median, "min": rate.min, "max": rate.max});
+    let engine = |times: &EngineTimes| {
+        serde_json::json!({
+            "dump_seconds": times.dump_seconds,
+            "restore_seconds": times.restore_seconds,
+            "frozen_ms": times.frozen_ms,
+            "error": times.error,
+        })
+    };
+    serde_json::json!({
+        "limits_gib_per_s": {
+            "memcpy": rate(memcpy),
+            "tmpfs_write": rate(tmpfs),
+            "anon_populate": rate(populate),
+        },
+        "rows": rows.iter().map(|row| serde_json::json!({
+            "workload": row.workload.name,
+            "bytes": row.workload.bytes,
+            "ours": engine(&row.ours),
+            "peer": row.peer.as_ref().map(engine),
+        })).collect::<Vec<_>>(),
+        "rpc": rpc,
+    })
+}
+
+/// The RPC load test of the RPC suite (tests/rpc), run against a fresh service: its JSON summary.
+fn rpc_load_json() -> Result<serde_json::Value, String> {
+    Err("the RPC load test is not wired into the benchmark yet".to_owned())
+}
