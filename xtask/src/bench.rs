@@ -424,7 +424,24 @@ fn render_json(
     })
 }
 
-/// The RPC load test of the RPC suite (tests/rpc), run against a fresh service: its JSON summary.
+/// The RPC load test of the RPC suite (tests/rpc/load.py: 500 connections from 20 concurrent clients,
+/// VERSION and CHECK mixed) against a fresh release-built service: its JSON summary.
 fn rpc_load_json() -> Result<serde_json::Value, String> {
-    Err("the RPC load test is not wired into the benchmark yet".to_owned())
+    setup::cargo(&["build", "--release", "-p", "criu-server"])?;
+    let output = Command::new("/usr/bin/python3")
+        .arg(setup::workspace_root().join("tests/rpc/load.py"))
+        .arg("--json")
+        .env("CRIU_RS_SERVER", setup::built_binary("release", "criu-server"))
+        .env("CRIU_RS_CRIU", setup::built_binary("release", "criu"))
+        .output()
+        .map_err(|error| format!("cannot run tests/rpc/load.py: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "tests/rpc/load.py failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|error| format!("tests/rpc/load.py printed no JSON: {error}"))
 }

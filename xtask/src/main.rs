@@ -10,6 +10,7 @@ mod conformance;
 mod demo;
 mod fuzz;
 mod limits;
+mod rpc;
 mod setup;
 mod suite;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "test" => suite::run_all(rest),
         "fuzz" => fuzz::run(rest),
+        "test-rpc" => rpc::run(rest),
         "bench" => bench::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every test of the project, in one command, with one closing summary line.
 
-use crate::{conformance, setup};
+use crate::{conformance, rpc, setup};
 
 /// One named stage of the test run and whether it passed.
 struct StageResult {
@@ -29,6 +29,11 @@ pub fn run_all(args: &[String]) -> Result<(), String> {
     results.push(StageResult {
         name: "conformance suite",
         outcome: conformance::run(&[]),
+    });
+
+    results.push(StageResult {
+        name: "RPC suite",
+        outcome: rpc::run(&[]),
     });
 
     println!("\nxtask test summary:");
