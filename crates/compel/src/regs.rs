@@ -206,6 +206,9 @@ pub mod xfeature {
 /// Offset of the XSAVE header (xstate_bv, xcomp_bv) in the standard-format area.
 pub const XSAVE_HEADER_OFFSET: usize = 512;
 
+/// Offset of the software-reserved bytes in the legacy FXSAVE region.
+const SW_RESERVED_OFFSET: usize = 464;
+
 /// (offset, size) of each user state component in the standard (non-compacted) XSAVE format, from CPUID
 /// leaf 0xD. Components 0 and 1 live in the legacy region.
 pub fn xfeature_layout(feature: u32) -> Option<(usize, usize)> {
@@ -277,9 +280,13 @@ impl XState {
         self.bytes[XSAVE_HEADER_OFFSET..XSAVE_HEADER_OFFSET + 8].copy_from_slice(&bv.to_le_bytes());
     }
 
-    /// The XCR0 value the kernel reported in the software-reserved bytes (sw_reserved.xfeatures).
+    /// The XCR0 value the kernel reported in the software-reserved bytes.
+    ///
+    /// ptrace's NT_X86_XSTATE puts XCR0 in the FIRST u64 of the software-reserved area (the kernel's
+    /// `xstate_fx_sw_bytes[USER_XSTATE_XCR0_WORD]`, word 0, byte 464). That differs from the signal
+    /// frame's `_fpx_sw_bytes`, where `xfeatures` follows two u32 fields (byte 472).
     pub fn xfeatures(&self) -> u64 {
-        self.u64_at(464 + 8)
+        self.u64_at(SW_RESERVED_OFFSET)
     }
 
     /// Bytes of component `feature` (standard format), if this area contains it.
