@@ -1,0 +1,300 @@
+//! Identifier allocation, following CRIU's schemes so that our images number
+//! objects exactly as CRIU 4.2 does:
+//!
+//! - kernel objects shared between tasks (mm, fd table, fs_struct, signal
+//!   handlers) get ids per kind from kcmp comparisons; criu itself takes id 1
+//!   of every kind (it is `inventory.root_ids`), so the first dumped task gets 2;
+//! - namespaces get ids from one counter, keyed by namespace inode; criu's own
+//!   namespaces are numbered first, in the order pid, net, ipc, uts, time,
+//!   mnt, user, cgroup (the fixture shows exactly this);
+//! - file objects get ids from one counter shared by fds (compared with
+//!   KCMP_FILE among candidates with the same dev/ino/pos key) and "special"
+//!   files (mapped files, exe, cwd, root), which are deduplicated by
+//!   (dev, ino, mnt_id) except for directories and devices.
+
+use std::collections::HashMap;
+
+use crate::sys::{kcmp, KcmpType};
+
+/// Failure to compute an id.
+#[derive(Debug, thiserror::Error)]
+pub enum IdError {
+    /// kcmp failed.
+    #[error("kcmp({kind:?}) between pid {pid1} and pid {pid2} failed: {source}")]
+    Kcmp {
+        /// Comparison kind.
+        kind: KcmpType,
+        /// First pid.
+        pid1: i32,
+        /// Second pid.
+        pid2: i32,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A namespace link could not be read.
+    #[error("cannot read namespace link {path}: {source}")]
+    NsLink {
+        /// The /proc path.
+        path: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// One kcmp-keyed id space (CRIU's kcmp tree with genid 0).
+#[derive(Debug)]
+pub struct KcmpIds {
+    kind: KcmpType,
+    next: u32,
+    members: Vec<(i32, u32)>,
+}
+
+impl KcmpIds {
+    /// A new id space in which `criu_pid` already holds id 1.
+    pub fn new(kind: KcmpType, criu_pid: i32) -> Self {
+        Self {
+            kind,
+            next: 2,
+            members: vec![(criu_pid, 1)],
+        }
+    }
+
+    /// The id of `pid`'s object of this kind, and whether it is new.
+    pub fn id_for(&mut self, pid: i32) -> Result<(u32, bool), IdError> {
+        for &(other, id) in &self.members {
+            let same = kcmp(pid, other, self.kind, 0, 0).map_err(|source| IdError::Kcmp {
+                kind: self.kind,
+                pid1: pid,
+                pid2: other,
+                source,
+            })?;
+            if same == 0 {
+                return Ok((id, false));
+            }
+        }
+        let id = self.next;
+        self.next += 1;
+        self.members.push((pid, id));
+        Ok((id, true))
+    }
+}
+
+/// The namespace kinds in CRIU's numbering order, with their /proc/PID/ns names.
+pub const NS_KINDS: [&str; 8] = ["pid", "net", "ipc", "uts", "time", "mnt", "user", "cgroup"];
+
+/// Namespace ids keyed by namespace inode.
+#[derive(Debug, Default)]
+pub struct NsIds {
+    next: u32,
+    by_inode: HashMap<(usize, u64), u32>,
+}
+
+/// The ids of one task's namespaces, in [`NS_KINDS`] order (None: unsupported here).
+pub type TaskNsIds = [Option<u32>; 8];
+
+fn ns_inode(pid: i32, name: &str) -> Result<Option<u64>, IdError> {
+    let path = format!("/proc/{pid}/ns/{name}");
+    match std::fs::read_link(&path) {
+        Ok(target) => {
+            let text = target.to_string_lossy();
+            let inode = text
+                .rsplit_once('[')
+                .and_then(|(_, rest)| rest.strip_suffix(']'))
+                .and_then(|n| n.parse().ok());
+            Ok(inode)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(source) => Err(IdError::NsLink { path, source }),
+    }
+}
+
+impl NsIds {
+    /// A new id space with `criu_pid`'s namespaces registered first.
+    pub fn new(criu_pid: i32) -> Result<(Self, TaskNsIds), IdError> {
+        let mut ids = Self {
+            next: 1,
+            by_inode: HashMap::new(),
+        };
+        let own = ids.ids_for(criu_pid)?;
+        Ok((ids, own))
+    }
+
+    /// The namespace ids of `pid`, allocating new ones for unseen namespaces.
+    pub fn ids_for(&mut self, pid: i32) -> Result<TaskNsIds, IdError> {
+        let mut out = [None; 8];
+        for (kind, name) in NS_KINDS.iter().enumerate() {
+            let Some(inode) = ns_inode(pid, name)? else {
+                continue;
+            };
+            let next = &mut self.next;
+            let id = *self.by_inode.entry((kind, inode)).or_insert_with(|| {
+                let id = *next;
+                *next += 1;
+                id
+            });
+            out[kind] = Some(id);
+        }
+        Ok(out)
+    }
+
+    /// Whether `pid`'s namespace of `kind` (index in [`NS_KINDS`]) is the one with id `id`.
+    pub fn inode_of(&self, id: u32) -> Option<(usize, u64)> {
+        self.by_inode
+            .iter()
+            .find(|(_, &v)| v == id)
+            .map(|(&k, _)| k)
+    }
+}
+
+/// Identity of a file for the "special files" cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// st_dev.
+    pub dev: u64,
+    /// st_ino.
+    pub ino: u64,
+    /// Mount id.
+    pub mnt_id: i32,
+}
+
+/// File object ids (files.img ids), shared by fds and special files.
+#[derive(Debug)]
+pub struct FileIds {
+    next: u32,
+    special: HashMap<FileKey, u32>,
+    /// fd candidates by CRIU's gen id (dev ^ ino ^ pos halves): (pid, fd, id).
+    fds: HashMap<u32, Vec<(i32, i32, u32)>>,
+}
+
+impl Default for FileIds {
+    fn default() -> Self {
+        Self {
+            next: 1,
+            special: HashMap::new(),
+            fds: HashMap::new(),
+        }
+    }
+}
+
+/// CRIU's `make_gen_id`.
+pub fn make_gen_id(dev: u64, ino: u64, pos: u64) -> u32 {
+    (dev as u32) ^ (ino as u32) ^ ((pos >> 32) as u32) ^ (pos as u32)
+}
+
+impl FileIds {
+    fn fresh(&mut self) -> u32 {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+
+    /// The id of a special file (mapping, exe, cwd, root) and whether it is new
+    /// (so its file entry must be written). Like CRIU, a cache hit on a
+    /// directory or device (`st_mode & (S_IFCHR|S_IFBLK)` is non-zero) still
+    /// yields a new id, and such new ids are not cached.
+    pub fn special_id(&mut self, key: FileKey, st_mode: u32) -> (u32, bool) {
+        if let Some(&id) = self.special.get(&key) {
+            if st_mode & (libc::S_IFCHR | libc::S_IFBLK) != 0 {
+                return (self.fresh(), true);
+            }
+            return (id, false);
+        }
+        let id = self.fresh();
+        self.special.insert(key, id);
+        (id, true)
+    }
+
+    /// A new id that is never shared (CRIU's `fd_id_generate_special(NULL)`).
+    pub fn unique_id(&mut self) -> u32 {
+        self.fresh()
+    }
+
+    /// The id of fd `fd` of `pid` and whether it is new: fds that refer to the
+    /// same open file (KCMP_FILE) share one id.
+    pub fn fd_id(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        key: FileKey,
+        pos: u64,
+    ) -> Result<(u32, bool), IdError> {
+        let gen = make_gen_id(key.dev, key.ino, pos);
+        if let Some(cands) = self.fds.get(&gen) {
+            for &(other_pid, other_fd, id) in cands {
+                let same = kcmp(pid, other_pid, KcmpType::File, fd as u64, other_fd as u64)
+                    .map_err(|source| IdError::Kcmp {
+                        kind: KcmpType::File,
+                        pid1: pid,
+                        pid2: other_pid,
+                        source,
+                    })?;
+                if same == 0 {
+                    return Ok((id, false));
+                }
+            }
+        }
+        let id = self.fresh();
+        self.fds.entry(gen).or_default().push((pid, fd, id));
+        self.special.entry(key).or_insert(id);
+        Ok((id, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn special_files_dedup_except_dirs_and_devices() {
+        let mut ids = FileIds::default();
+        let exe = FileKey {
+            dev: 1,
+            ino: 10,
+            mnt_id: 5,
+        };
+        let root = FileKey {
+            dev: 1,
+            ino: 2,
+            mnt_id: 5,
+        };
+        assert_eq!(ids.special_id(exe, libc::S_IFREG | 0o755), (1, true));
+        assert_eq!(ids.special_id(exe, libc::S_IFREG | 0o755), (1, false));
+        // cwd and root on the same directory: two ids, as in CRIU's fixture.
+        assert_eq!(ids.special_id(root, libc::S_IFDIR | 0o755), (2, true));
+        assert_eq!(ids.special_id(root, libc::S_IFDIR | 0o755), (3, true));
+        assert_eq!(ids.unique_id(), 4);
+    }
+
+    #[test]
+    fn dup_fds_share_an_id_and_reopened_files_do_not() {
+        let me = std::process::id() as i32;
+        let a = std::fs::File::open("/proc/self/stat").unwrap();
+        let b = a.try_clone().unwrap();
+        let c = std::fs::File::open("/proc/self/stat").unwrap();
+        let key = FileKey {
+            dev: 3,
+            ino: 4,
+            mnt_id: 1,
+        };
+        let mut ids = FileIds::default();
+        let (ia, new_a) = ids.fd_id(me, a.as_raw_fd(), key, 0).unwrap();
+        let (ib, new_b) = ids.fd_id(me, b.as_raw_fd(), key, 0).unwrap();
+        let (ic, new_c) = ids.fd_id(me, c.as_raw_fd(), key, 0).unwrap();
+        assert!(new_a && !new_b && new_c);
+        assert_eq!(ia, ib);
+        assert_ne!(ia, ic);
+    }
+
+    #[test]
+    fn own_namespaces_are_numbered_in_criu_order() {
+        let me = std::process::id() as i32;
+        let (mut ns, own) = NsIds::new(me).unwrap();
+        assert_eq!(own[0], Some(1));
+        assert_eq!(own[1], Some(2));
+        assert_eq!(own[7], Some(8));
+        assert_eq!(ns.ids_for(me).unwrap(), own);
+        let mut vm = KcmpIds::new(KcmpType::Vm, me);
+        assert_eq!(vm.id_for(me).unwrap(), (1, false));
+    }
+}

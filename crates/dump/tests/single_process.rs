@@ -1,0 +1,78 @@
+//! End-to-end dumps of a single-threaded `setsid sleep`, checked with crit and
+//! against the CRIU 4.2 fixture.
+
+mod common;
+
+use common::*;
+use criu_image::ImageKind;
+use criu_proto::{CoreEntry, MmEntry, PstreeEntry};
+
+#[test]
+fn sleep_dump_has_criu_image_set_and_kills_the_task() {
+    let child = spawn_sleeper();
+    let pid = child.id() as i32;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dump_to(pid, dir.path(), |_| {}).expect("dump");
+    assert_eq!(report.pids, vec![pid]);
+    reap(child);
+    wait_until(|| !alive(pid));
+
+    let names = file_names(dir.path());
+    let expected: Vec<String> = [
+        format!("core-{pid}.img"),
+        "fdinfo-2.img".into(),
+        "files.img".into(),
+        format!("fs-{pid}.img"),
+        format!("ids-{pid}.img"),
+        "inventory.img".into(),
+        format!("mm-{pid}.img"),
+        format!("pagemap-{pid}.img"),
+        "pages-1.img".into(),
+        "pstree.img".into(),
+        "seccomp.img".into(),
+        "stats-dump".into(),
+        "timens-0.img".into(),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(names, expected);
+
+    for name in &names {
+        if name != "pages-1.img" {
+            crit_decode(&dir.path().join(name));
+        }
+    }
+    let pstree: Vec<PstreeEntry> = read_entries(dir.path(), ImageKind::Pstree, 0);
+    assert_eq!(pstree.len(), 1);
+    assert_eq!(
+        (pstree[0].pid, pstree[0].ppid, pstree[0].pgid, pstree[0].sid),
+        (pid as u32, 0, pid as u32, pid as u32)
+    );
+    assert_eq!(pstree[0].threads, vec![pid as u32]);
+
+    let core: Vec<CoreEntry> = read_entries(dir.path(), ImageKind::Core, pid as u64);
+    let mm: Vec<MmEntry> = read_entries(dir.path(), ImageKind::Mm, pid as u64);
+    let ip = core[0].thread_info.as_ref().unwrap().gpregs.ip;
+    assert!(
+        mm[0]
+            .vmas
+            .iter()
+            .any(|v| v.start <= ip && ip < v.end && v.prot & 4 != 0),
+        "ip {ip:#x} in an executable VMA"
+    );
+    let tc = core[0].tc.as_ref().unwrap();
+    assert_eq!(tc.comm, "sleep");
+    assert_eq!(tc.sigactions.len(), 62);
+    assert_eq!(tc.rlimits.as_ref().unwrap().rlimits.len(), 16);
+
+    let pages_bytes = std::fs::metadata(dir.path().join("pages-1.img"))
+        .unwrap()
+        .len();
+    let stats = crit_entries(dir.path(), "stats-dump");
+    assert_eq!(
+        stats[0]["dump"]["pages_written"].as_u64().unwrap() * 4096,
+        pages_bytes
+    );
+    assert_eq!(report.pages_written * 4096, pages_bytes);
+    assert!(pages_bytes > 0);
+}
