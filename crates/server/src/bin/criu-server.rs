@@ -1,0 +1,9 @@
+//! `criu-server service --address SOCK ...` / `criu-server swrk FD`: the RPC
+//! server binary (same parser and commands as `criu`).
+
+fn main() {
+    criu_server::cli::ensure_std_fds();
+    let args: Vec<String> = std::env::args().collect();
+    let engines = criu_server::Engines::builtin();
+    std::process::exit(criu_server::cli::run(&args, &engines));
+}
