@@ -1,0 +1,577 @@
+//! Rebuilding the address space of a blank task: drop its rseq, unmap
+//! everything but the trampoline and the vdso, move the vdso to the dumped
+//! place, map every dumped VMA, fill the pages, restore protections and madvise
+//! bits, and set the mm fields with PR_SET_MM_MAP.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+use criu_proto::{MmEntry, VmaEntry};
+use tracing::debug;
+
+use crate::files::TracerFiles;
+use crate::images::{status, vma_takes_pages, PageRun, RestoreImages, TaskImages, PAGE_SIZE};
+use crate::layout::{self, LayoutError, VdsoLayout, TRAMPOLINE_LEN};
+use crate::remote::RemoteError;
+use crate::task::Proc;
+use crate::transport::{Transport, TransportError};
+
+/// How page contents get into the restored task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PageFill {
+    /// One remote `preadv` per contiguous run of the pages image, executed by
+    /// the task itself from the pages image fd installed in it.
+    #[default]
+    RemotePreadv,
+    /// The tracer reads the pages image and writes with process_vm_writev.
+    ProcessVmWritev,
+}
+
+/// The address space could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// A remote call failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// Planning failed.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// Installing the file/pages fds failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Fewer bytes than needed came from a pages image.
+    #[error("pid {pid}: reading {len} bytes for {vaddr:#x} from {file} at offset {offset} returned {got}")]
+    ShortRead {
+        /// The task.
+        pid: i32,
+        /// The pages image.
+        file: String,
+        /// The file offset.
+        offset: u64,
+        /// First address of the run.
+        vaddr: u64,
+        /// Bytes wanted.
+        len: u64,
+        /// Bytes read.
+        got: u64,
+    },
+    /// The tracer could not read a pages image or write to the task.
+    #[error("pid {pid}: {op} ({file} offset {offset}): {source}")]
+    Io {
+        /// The task.
+        pid: i32,
+        /// What failed.
+        op: &'static str,
+        /// The pages image.
+        file: String,
+        /// The file offset.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+/// Most iovecs in one preadv (UIO_MAXIOV).
+const MAX_IOVECS: usize = 1024;
+/// Most bytes in one preadv (below MAX_RW_COUNT, and CRIU's 128 MiB cap).
+const MAX_READ: u64 = 128 << 20;
+
+/// Bits of mmap flags a VMA is mapped again with.
+fn mmap_flags(vma: &VmaEntry) -> u64 {
+    let mut keep = (libc::MAP_SHARED
+        | libc::MAP_PRIVATE
+        | libc::MAP_ANONYMOUS
+        | libc::MAP_GROWSDOWN
+        | libc::MAP_NORESERVE
+        | libc::MAP_LOCKED) as u32;
+    if is_file_backed(vma) {
+        // Shared anonymous memory comes back as a memfd mapping.
+        keep &= !(libc::MAP_ANONYMOUS as u32);
+    }
+    u64::from(vma.flags & keep) | MAP_FIXED_NOREPLACE
+}
+
+/// Whether the VMA maps a file (regular or memfd) rather than anonymous memory.
+pub(crate) fn is_file_backed(vma: &VmaEntry) -> bool {
+    vma.status & (status::FILE_PRIVATE | status::FILE_SHARED) != 0
+}
+
+/// Whether a VMA is one of the kernel's special mappings handled by moving.
+fn is_special(vma: &VmaEntry) -> bool {
+    vma.status & (status::VDSO | status::VVAR | status::VSYSCALL) != 0
+}
+
+/// Restores the address space of `proc` (a blank task) from `task`.
+pub(crate) fn restore_memory(
+    proc: &Proc,
+    task: &TaskImages,
+    images: &RestoreImages,
+    files: &TracerFiles,
+    transport: &Transport,
+    fill: PageFill,
+) -> Result<(), MemoryError> {
+    let mm = task.mm.as_ref().expect("alive tasks have an mm");
+    let started = Instant::now();
+    let pid = proc.pid;
+
+    // 1. The blank task inherited the rseq registration of the tracer thread
+    // it was cloned from; the kernel would write into that area after it is
+    // unmapped.
+    let (rseq_ptr, rseq_len, rseq_sig) = proc.threads[0].rseq()?;
+    if rseq_len != 0 {
+        proc.call(
+            "rseq(unregister)",
+            libc::SYS_rseq,
+            &[rseq_ptr, rseq_len.into(), 1, rseq_sig.into()],
+        )?;
+    }
+
+    // 2. Unmap everything but the trampoline and the running vdso.
+    let maps = layout::read_maps(&pid.to_string())?;
+    let running = VdsoLayout::from_maps(&maps);
+    let trampoline = proc.gadget..proc.gadget + TRAMPOLINE_LEN;
+    let mut keep = vec![trampoline.clone()];
+    let moves = match &running {
+        Some(running) => {
+            let moves = layout::plan_vdso(running, &mm.vmas)?;
+            if moves.is_some() {
+                keep.push(running.span());
+            }
+            moves
+        }
+        None => None,
+    };
+    for range in layout::complement(&keep) {
+        proc.call(
+            &format!("munmap({:#x}-{:#x})", range.start, range.end),
+            libc::SYS_munmap,
+            &[range.start, range.end - range.start],
+        )?;
+    }
+
+    // 3. Move vvar, vvar_vclock and vdso together to the dumped addresses.
+    if let (Some(moves), Some(running)) = (moves, &running) {
+        move_vdso(proc, &moves, running, mm, &trampoline)?;
+    }
+
+    // 4. The files the VMAs map, the exe and the pages images, in the task.
+    let mut wanted: Vec<(u32, i32)> = Vec::new();
+    for vma in mm.vmas.iter().filter(|v| !is_special(v)) {
+        if is_file_backed(vma) {
+            let key = (vma.shmid as u32, mapping_access(vma));
+            if !wanted.contains(&key) {
+                wanted.push(key);
+            }
+        }
+    }
+    if mm.exe_file_id != 0 && !wanted.iter().any(|&(id, _)| id == mm.exe_file_id) {
+        wanted.push((mm.exe_file_id, libc::O_RDONLY));
+    }
+    let mut send: Vec<BorrowedFd<'_>> = wanted
+        .iter()
+        .map(|&(id, access)| files.mapping_fd(id, access))
+        .collect();
+    let mut pages_files: Vec<usize> = task.pages.iter().map(|r| r.file).collect();
+    pages_files.sort_unstable();
+    pages_files.dedup();
+    if fill == PageFill::RemotePreadv {
+        send.extend(
+            pages_files
+                .iter()
+                .map(|&i| images.pages_files[i].file.as_fd()),
+        );
+    }
+    let numbers = transport.install(proc, &send)?;
+    let mapping_fds: HashMap<(u32, i32), i32> = wanted
+        .iter()
+        .copied()
+        .zip(numbers.iter().copied())
+        .collect();
+    let pages_fds: HashMap<usize, i32> = pages_files
+        .iter()
+        .copied()
+        .zip(numbers[wanted.len()..].iter().copied())
+        .collect();
+
+    // 5. Map every VMA, writable where pages are to be filled.
+    let filled = |vma: &VmaEntry| {
+        task.pages
+            .iter()
+            .any(|r| r.vaddr < vma.end && r.vaddr + r.nr_pages * PAGE_SIZE > vma.start)
+    };
+    let mut reprotect = Vec::new();
+    for vma in mm.vmas.iter().filter(|v| !is_special(v)) {
+        let len = vma.end - vma.start;
+        let mut prot = u64::from(vma.prot);
+        if filled(vma) && vma.prot & libc::PROT_WRITE as u32 == 0 {
+            prot |= libc::PROT_WRITE as u64;
+            reprotect.push(vma);
+        }
+        let (fd, offset) = if is_file_backed(vma) {
+            (
+                mapping_fds[&(vma.shmid as u32, mapping_access(vma))] as u64,
+                vma.pgoff,
+            )
+        } else {
+            (u64::MAX, 0)
+        };
+        let got = proc.call(
+            &format!(
+                "mmap({:#x}-{:#x}, prot {prot:#x}, flags {:#x})",
+                vma.start,
+                vma.end,
+                mmap_flags(vma)
+            ),
+            libc::SYS_mmap,
+            &[vma.start, len, prot, mmap_flags(vma), fd, offset],
+        )?;
+        if got != vma.start {
+            return Err(RemoteError::UnexpectedStop {
+                tid: pid,
+                call: format!("mmap({:#x})", vma.start),
+                what: format!("mapped at {got:#x}"),
+            }
+            .into());
+        }
+    }
+
+    // 6. Page contents.
+    let runs: Vec<PageRun> = task
+        .pages
+        .iter()
+        .copied()
+        .filter(|r| !in_special(mm, r))
+        .collect();
+    let fill_started = Instant::now();
+    match fill {
+        PageFill::RemotePreadv => fill_remote(proc, images, &runs, &pages_fds)?,
+        PageFill::ProcessVmWritev => fill_pvw(proc, images, &runs)?,
+    }
+    let fill_time = fill_started.elapsed();
+
+    // 7. Final protections and madvise bits.
+    for vma in reprotect {
+        proc.call(
+            &format!("mprotect({:#x})", vma.start),
+            libc::SYS_mprotect,
+            &[vma.start, vma.end - vma.start, vma.prot.into()],
+        )?;
+    }
+    for vma in mm.vmas.iter().filter(|v| !is_special(v)) {
+        let madv = vma.madv.unwrap_or(0);
+        for bit in 0..64u64 {
+            if madv & (1 << bit) != 0 {
+                proc.call(
+                    &format!("madvise({:#x}, {bit})", vma.start),
+                    libc::SYS_madvise,
+                    &[vma.start, vma.end - vma.start, bit],
+                )?;
+            }
+        }
+    }
+
+    // 8. mm fields, auxv and exe.
+    let exe_fd = if mm.exe_file_id != 0 {
+        mapping_fds[&(mm.exe_file_id, libc::O_RDONLY)]
+    } else {
+        -1
+    };
+    set_mm_map(proc, mm, exe_fd)?;
+
+    // 9. Close the fds installed for this.
+    let mut temps: Vec<i32> = numbers;
+    temps.sort_unstable();
+    close_fds(proc, &temps)?;
+    debug!(pid, elapsed = ?started.elapsed(), fill = ?fill_time, runs = runs.len(), "memory restored");
+    Ok(())
+}
+
+/// The access mode the file of a file-backed VMA is opened with for mmap.
+pub(crate) fn mapping_access(vma: &VmaEntry) -> i32 {
+    if vma.status & status::MEMFD != 0 {
+        libc::O_RDWR
+    } else if vma.status & status::FILE_SHARED != 0 {
+        match vma.fdflags {
+            Some(flags) => flags as i32 & libc::O_ACCMODE,
+            None if vma.prot & libc::PROT_WRITE as u32 != 0 => libc::O_RDWR,
+            None => libc::O_RDONLY,
+        }
+    } else {
+        libc::O_RDONLY
+    }
+}
+
+fn in_special(mm: &MmEntry, run: &PageRun) -> bool {
+    mm.vmas
+        .iter()
+        .any(|v| is_special(v) && v.start <= run.vaddr && run.vaddr < v.end)
+}
+
+/// mremaps the running vvar/vclock/vdso to their dumped places, through a
+/// temporary spot if the destination overlaps where they are now.
+fn move_vdso(
+    proc: &Proc,
+    moves: &[(u64, u64, u64)],
+    running: &VdsoLayout,
+    mm: &MmEntry,
+    trampoline: &Range<u64>,
+) -> Result<(), MemoryError> {
+    if moves.iter().all(|&(from, _, to)| from == to) {
+        return Ok(());
+    }
+    let span = running.span();
+    let target_start = moves.iter().map(|m| m.2).min().unwrap_or(0);
+    let target = target_start..target_start + (span.end - span.start);
+    let mut current: Vec<(u64, u64, u64)> = moves.to_vec();
+    if layout::overlaps(&target, &span) {
+        let mut occupied: Vec<Range<u64>> = mm.vmas.iter().map(|v| v.start..v.end).collect();
+        occupied.push(span.clone());
+        occupied.push(trampoline.clone());
+        let temp = layout::find_hole(&occupied, span.end - span.start, "temporary vdso spot")?;
+        for entry in current.iter_mut() {
+            let to = temp + (entry.0 - span.start);
+            mremap(proc, entry.0, entry.1, to)?;
+            entry.0 = to;
+        }
+    }
+    for &(from, len, to) in &current {
+        if from != to {
+            mremap(proc, from, len, to)?;
+        }
+    }
+    Ok(())
+}
+
+fn mremap(proc: &Proc, from: u64, len: u64, to: u64) -> Result<(), RemoteError> {
+    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    proc.call(
+        &format!("mremap({from:#x}+{len:#x} -> {to:#x})"),
+        libc::SYS_mremap,
+        &[from, len, len, flags, to],
+    )?;
+    Ok(())
+}
+
+/// One remote preadv per group of runs that are contiguous in one pages file.
+fn fill_remote(
+    proc: &Proc,
+    images: &RestoreImages,
+    runs: &[PageRun],
+    pages_fds: &HashMap<usize, i32>,
+) -> Result<(), MemoryError> {
+    let mut index = 0;
+    while index < runs.len() {
+        let first = runs[index];
+        let mut iovecs: Vec<(u64, u64)> = Vec::new();
+        let mut total = 0u64;
+        let mut next_offset = first.offset;
+        while index < runs.len() {
+            let run = runs[index];
+            let len = run.nr_pages * PAGE_SIZE;
+            if run.file != first.file
+                || run.offset != next_offset
+                || total + len > MAX_READ && total > 0
+            {
+                break;
+            }
+            let count = iovecs.len();
+            match iovecs.last_mut() {
+                Some(last) if last.0 + last.1 == run.vaddr => last.1 += len,
+                _ if count == MAX_IOVECS => break,
+                _ => iovecs.push((run.vaddr, len)),
+            }
+            total += len;
+            next_offset += len;
+            index += 1;
+        }
+        let bytes: Vec<u8> = iovecs
+            .iter()
+            .flat_map(|&(base, len)| base.to_le_bytes().into_iter().chain(len.to_le_bytes()))
+            .collect();
+        let addr = proc.put(0, &bytes)?;
+        let fd = pages_fds[&first.file];
+        let got = proc.call(
+            &format!(
+                "preadv({}, {} iovecs, offset {})",
+                images.pages_files[first.file].label,
+                iovecs.len(),
+                first.offset
+            ),
+            libc::SYS_preadv,
+            &[fd as u64, addr, iovecs.len() as u64, first.offset, 0],
+        )?;
+        if got != total {
+            return Err(MemoryError::ShortRead {
+                pid: proc.pid,
+                file: images.pages_files[first.file].label.clone(),
+                offset: first.offset,
+                vaddr: first.vaddr,
+                len: total,
+                got,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The tracer reads the pages and writes them with process_vm_writev.
+fn fill_pvw(proc: &Proc, images: &RestoreImages, runs: &[PageRun]) -> Result<(), MemoryError> {
+    use nix::sys::uio::{process_vm_writev, RemoteIoVec};
+    use std::io::IoSlice;
+    let mut buf = Vec::new();
+    for run in runs {
+        let len = (run.nr_pages * PAGE_SIZE) as usize;
+        buf.resize(len, 0);
+        let pages = &images.pages_files[run.file];
+        pages
+            .file
+            .read_exact_at(&mut buf, run.offset)
+            .map_err(|source| MemoryError::Io {
+                pid: proc.pid,
+                op: "reading pages",
+                file: pages.label.clone(),
+                offset: run.offset,
+                source,
+            })?;
+        let local = [IoSlice::new(&buf)];
+        let remote = [RemoteIoVec {
+            base: run.vaddr as usize,
+            len,
+        }];
+        let written = process_vm_writev(nix::unistd::Pid::from_raw(proc.pid), &local, &remote)
+            .map_err(|e| MemoryError::Io {
+                pid: proc.pid,
+                op: "process_vm_writev",
+                file: pages.label.clone(),
+                offset: run.offset,
+                source: e.into(),
+            })?;
+        if written != len {
+            return Err(MemoryError::ShortRead {
+                pid: proc.pid,
+                file: pages.label.clone(),
+                offset: run.offset,
+                vaddr: run.vaddr,
+                len: len as u64,
+                got: written as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// PR_SET_MM_MAP with the dumped mm fields, auxv and exe.
+fn set_mm_map(proc: &Proc, mm: &MmEntry, exe_fd: i32) -> Result<(), RemoteError> {
+    const AUXV_OFFSET: u64 = 1024;
+    let auxv: Vec<u8> = mm
+        .mm_saved_auxv
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let auxv_addr = proc.put(AUXV_OFFSET, &auxv)?;
+    let mut map = Vec::with_capacity(104);
+    for field in [
+        mm.mm_start_code,
+        mm.mm_end_code,
+        mm.mm_start_data,
+        mm.mm_end_data,
+        mm.mm_start_brk,
+        mm.mm_brk,
+        mm.mm_start_stack,
+        mm.mm_arg_start,
+        mm.mm_arg_end,
+        mm.mm_env_start,
+        mm.mm_env_end,
+    ] {
+        map.extend_from_slice(&field.to_le_bytes());
+    }
+    map.extend_from_slice(&(if auxv.is_empty() { 0 } else { auxv_addr }).to_le_bytes());
+    map.extend_from_slice(&(auxv.len() as u32).to_le_bytes());
+    map.extend_from_slice(&(exe_fd as u32).to_le_bytes());
+    let addr = proc.put(0, &map)?;
+    proc.call(
+        "prctl(PR_SET_MM, PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_MM as u64,
+            libc::PR_SET_MM_MAP as u64,
+            addr,
+            map.len() as u64,
+            0,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Closes the given (sorted) fds of the task, a contiguous range per call.
+pub(crate) fn close_fds(proc: &Proc, sorted: &[i32]) -> Result<(), RemoteError> {
+    let mut index = 0;
+    while index < sorted.len() {
+        let first = sorted[index];
+        let mut last = first;
+        while index + 1 < sorted.len() && sorted[index + 1] <= last + 1 {
+            index += 1;
+            last = sorted[index];
+        }
+        index += 1;
+        proc.call(
+            &format!("close_range({first}, {last})"),
+            libc::SYS_close_range,
+            &[first as u64, last as u64, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// The running vdso pages compared with the dumped ones, so that a dump from
+/// another kernel is refused before anything is created.
+pub(crate) fn check_vdso_contents(
+    images: &RestoreImages,
+    running: &VdsoLayout,
+) -> Result<(), LayoutError> {
+    let own = std::fs::File::open("/proc/self/mem").ok();
+    for task in &images.tasks {
+        let Some(mm) = &task.mm else { continue };
+        let Some(vdso) = mm
+            .vmas
+            .iter()
+            .find(|v| v.status & status::VDSO != 0 && v.status & status::VVAR == 0)
+        else {
+            continue;
+        };
+        layout::plan_vdso(running, &mm.vmas)?;
+        let (Some(own), true) = (&own, vma_takes_pages(vdso)) else {
+            continue;
+        };
+        for run in task
+            .pages
+            .iter()
+            .filter(|r| r.vaddr >= vdso.start && r.vaddr < vdso.end)
+        {
+            let len = (run.nr_pages * PAGE_SIZE) as usize;
+            let mut dumped = vec![0u8; len];
+            let mut live = vec![0u8; len];
+            let at = running.vdso.start + (run.vaddr - vdso.start);
+            let readable = images.pages_files[run.file]
+                .file
+                .read_exact_at(&mut dumped, run.offset)
+                .is_ok()
+                && own.read_exact_at(&mut live, at).is_ok();
+            if readable && dumped != live {
+                return Err(LayoutError::VdsoMismatch {
+                    running: format!("vdso at {:#x} of this kernel", running.vdso.start),
+                    dumped: format!(
+                        "vdso of pid {} at {:#x}, whose contents differ",
+                        task.pid, vdso.start
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
