@@ -102,6 +102,9 @@ fn rst_sibling_makes_the_root_a_child_of_the_callers_parent() {
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("helper output: {text}"));
+    if restored != pid {
+        common::kill_and_reap(restored);
+    }
     assert_eq!(restored, pid);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let ppid: u32 = stat
@@ -113,8 +116,9 @@ fn rst_sibling_makes_the_root_a_child_of_the_callers_parent() {
         .unwrap()
         .parse()
         .unwrap();
+    // Kill it first so that a failed check leaves nothing behind.
+    common::kill_and_reap(pid);
     // The helper was our child; its restored sibling is our child too.
     assert_eq!(ppid, std::process::id());
-    common::kill_and_reap(pid);
     assert!(!common::pid_exists(pid));
 }
