@@ -46,7 +46,16 @@ struct Row {
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|arg| arg == "--quick");
-    setup::cargo(&["build", "--release", "-p", "criu-cli", "-p", "criu-crit", "-p", "xtask"])?;
+    setup::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "criu-cli",
+        "-p",
+        "criu-crit",
+        "-p",
+        "xtask",
+    ])?;
     let criu = setup::built_binary("release", "criu");
     let crit = setup::built_binary("release", "crit");
     let workload_bin = setup::built_binary("release", "bench-workload");
@@ -66,7 +75,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map_err(|error| format!("tmpfs write limit: {error}"))?;
     let populate = limits::anon_populate_bandwidth(limit_bytes, RUNS);
 
-    let big = if quick { vec![256 * MIB] } else { vec![GIB, 4 * GIB] };
+    let big = if quick {
+        vec![256 * MIB]
+    } else {
+        vec![GIB, 4 * GIB]
+    };
     let mut workloads: Vec<Workload> = big
         .into_iter()
         .map(|bytes| Workload {
@@ -131,7 +144,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 /// Runs dump (killing the workload) and restore `RUNS` times, plus one leave-running dump for the frozen
 /// time, recording the first error instead of stopping the whole benchmark.
-fn measure(criu: &Path, crit: &Path, workload_bin: &Path, workload: &Workload, scratch: &Path) -> EngineTimes {
+fn measure(
+    criu: &Path,
+    crit: &Path,
+    workload_bin: &Path,
+    workload: &Workload,
+    scratch: &Path,
+) -> EngineTimes {
     let mut times = EngineTimes::default();
     for run in 0..RUNS {
         if let Err(error) = one_round(criu, workload_bin, workload, scratch, run, &mut times) {
@@ -161,7 +180,12 @@ fn one_round(
     let pid = child.id();
 
     let started = Instant::now();
-    let dumped = criu_command(criu, &["dump", "-t", &pid.to_string(), "-D"], &images, "dump.log");
+    let dumped = criu_command(
+        criu,
+        &["dump", "-t", &pid.to_string(), "-D"],
+        &images,
+        "dump.log",
+    );
     let dump_elapsed = started.elapsed();
     if let Err(error) = dumped {
         let _ = child.kill();
@@ -229,7 +253,11 @@ fn frozen_time(
         .ok_or_else(|| "stats-dump has no dump.frozen_time".to_owned())
 }
 
-fn start_workload(workload_bin: &Path, workload: &Workload, scratch: &Path) -> Result<Child, String> {
+fn start_workload(
+    workload_bin: &Path,
+    workload: &Workload,
+    scratch: &Path,
+) -> Result<Child, String> {
     let ready = scratch.join("ready");
     let _ = std::fs::remove_file(&ready);
     // `setsid` makes the workload a session leader (a dump root must be one without --shell-job); as
@@ -280,11 +308,17 @@ fn criu_command(criu: &Path, args: &[&str], images: &Path, log: &str) -> Result<
 
 /// Kills a restored tree (re-parented to us, the subreaper) and reaps everything that exits.
 fn kill_tree(pid: u32) {
-    let _ = Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
-    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{pid}")])
+        .status();
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-        while let Ok(status) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        while let Ok(status) =
+            nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+        {
             if status == nix::sys::wait::WaitStatus::StillAlive {
                 break;
             }
@@ -306,7 +340,10 @@ fn render_markdown(
     have_peer: bool,
 ) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### Limits measured in this run (GiB/s, median [min–max] of {RUNS})\n");
+    let _ = writeln!(
+        out,
+        "### Limits measured in this run (GiB/s, median [min–max] of {RUNS})\n"
+    );
     let _ = writeln!(out, "| limit | GiB/s |\n|---|---|");
     for (name, rate) in [
         ("memcpy, hot buffers", memcpy),
@@ -330,11 +367,17 @@ fn render_markdown(
             _ => "–".to_owned(),
         };
         let ratio = |seconds: &Option<Rate>, limit: &Rate| match seconds {
-            Some(rate) if bytes > 0.0 => format!("{:.0}%", 100.0 * bytes / rate.median / limit.median),
+            Some(rate) if bytes > 0.0 => {
+                format!("{:.0}%", 100.0 * bytes / rate.median / limit.median)
+            }
             _ => "–".to_owned(),
         };
         let (peer_dump, peer_restore, versus) = match &row.peer {
-            None if !have_peer => ("no peer".to_owned(), "no peer".to_owned(), "no peer".to_owned()),
+            None if !have_peer => (
+                "no peer".to_owned(),
+                "no peer".to_owned(),
+                "no peer".to_owned(),
+            ),
             None => ("–".to_owned(), "–".to_owned(), "–".to_owned()),
             Some(peer) => {
                 let pd = summary(&peer.dump_seconds);
@@ -399,7 +442,8 @@ fn render_json(
     rows: &[Row],
     rpc: &serde_json::Value,
 ) -> serde_json::Value {
-    let rate = |rate: &Rate| serde_json::json!({"median": rate.median, "min": rate.min, "max": rate.max});
+    let rate =
+        |rate: &Rate| serde_json::json!({"median": rate.median, "min": rate.min, "max": rate.max});
     let engine = |times: &EngineTimes| {
         serde_json::json!({
             "dump_seconds": times.dump_seconds,
@@ -431,7 +475,10 @@ fn rpc_load_json() -> Result<serde_json::Value, String> {
     let output = Command::new("/usr/bin/python3")
         .arg(setup::workspace_root().join("tests/rpc/load.py"))
         .arg("--json")
-        .env("CRIU_RS_SERVER", setup::built_binary("release", "criu-server"))
+        .env(
+            "CRIU_RS_SERVER",
+            setup::built_binary("release", "criu-server"),
+        )
         .env("CRIU_RS_CRIU", setup::built_binary("release", "criu"))
         .output()
         .map_err(|error| format!("cannot run tests/rpc/load.py: {error}"))?;

@@ -12,7 +12,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err(format!("`demo` takes no arguments, got {args:?}"));
     }
-    setup::cargo(&["build", "--release", "-p", "criu-cli", "-p", "criu-crit", "-p", "xtask"])?;
+    setup::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "criu-cli",
+        "-p",
+        "criu-crit",
+        "-p",
+        "xtask",
+    ])?;
     let criu = setup::built_binary("release", "criu");
     let crit = setup::built_binary("release", "crit");
     let counter = setup::built_binary("release", "demo-counter");
@@ -38,14 +47,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .spawn()
         .map_err(|error| format!("cannot start {}: {error}", counter.display()))?;
     let pid = child.id();
-    println!("demo: started the counter, pid {pid}; it appends to {}", output.display());
+    println!(
+        "demo: started the counter, pid {pid}; it appends to {}",
+        output.display()
+    );
     wait_for_lines(&output, 3, Duration::from_secs(5))?;
     println!("demo: before the checkpoint:\n{}", last_lines(&output, 2));
 
     let dump_started = Instant::now();
-    run_step(Command::new(&criu).args(["dump", "-t", &pid.to_string(), "-D"]).arg(&images).args([
-        "-o", "dump.log", "-v4",
-    ]))?;
+    run_step(
+        Command::new(&criu)
+            .args(["dump", "-t", &pid.to_string(), "-D"])
+            .arg(&images)
+            .args(["-o", "dump.log", "-v4"]),
+    )?;
     println!(
         "demo: `criu dump` wrote the images in {:.1} ms and killed the counter",
         dump_started.elapsed().as_secs_f64() * 1e3
@@ -63,9 +78,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     let restore_started = Instant::now();
     let pidfile = work.join("restored.pid");
-    run_step(Command::new(&criu).args(["restore", "-d", "-D"]).arg(&images).args([
-        "-o", "restore.log", "-v4", "--pidfile",
-    ]).arg(&pidfile))?;
+    run_step(
+        Command::new(&criu)
+            .args(["restore", "-d", "-D"])
+            .arg(&images)
+            .args(["-o", "restore.log", "-v4", "--pidfile"])
+            .arg(&pidfile),
+    )?;
     println!(
         "demo: `criu restore` brought it back in {:.1} ms",
         restore_started.elapsed().as_secs_f64() * 1e3
@@ -74,9 +93,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map_err(|error| format!("cannot read {}: {error}", pidfile.display()))?;
     let restored_pid = restored_pid.trim().to_owned();
     wait_for_lines(&output, lines_before + 3, Duration::from_secs(5))?;
-    println!("demo: after the restore (pid {restored_pid}):\n{}", last_lines(&output, 3));
+    println!(
+        "demo: after the restore (pid {restored_pid}):\n{}",
+        last_lines(&output, 3)
+    );
     if restored_pid != pid.to_string() {
-        return Err(format!("restored pid {restored_pid} differs from the original {pid}"));
+        return Err(format!(
+            "restored pid {restored_pid} differs from the original {pid}"
+        ));
     }
     let _ = Command::new("kill").arg("-9").arg(&restored_pid).status();
     println!("demo: done; images and logs are in {}", work.display());
@@ -90,7 +114,9 @@ fn run_step(command: &mut Command) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{command:?} failed: {status} (see its log in the images directory)"))
+        Err(format!(
+            "{command:?} failed: {status} (see its log in the images directory)"
+        ))
     }
 }
 
@@ -103,7 +129,10 @@ fn list_images(images: &Path, crit: &Path) -> Result<(), String> {
     println!("demo: images written:");
     for path in &names {
         let size = std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0);
-        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
         println!("  {name:<24} {size:>9} bytes");
     }
     println!("demo: `crit x {} ps`:", images.display());
@@ -112,7 +141,9 @@ fn list_images(images: &Path, crit: &Path) -> Result<(), String> {
 }
 
 fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map(|text| text.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
 }
 
 fn last_lines(path: &Path, count: usize) -> String {

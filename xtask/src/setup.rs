@@ -61,7 +61,10 @@ pub fn cargo(args: &[&str]) -> Result<(), String> {
 /// The Debian packages the test suites use, with a file each one provides.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("criu", "/usr/bin/crit"),
-    ("python3-protobuf", "/usr/lib/python3/dist-packages/google/protobuf/__init__.py"),
+    (
+        "python3-protobuf",
+        "/usr/lib/python3/dist-packages/google/protobuf/__init__.py",
+    ),
 ];
 
 /// Installs the Debian packages the tests need when they are missing and we are root.

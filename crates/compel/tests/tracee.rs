@@ -120,8 +120,17 @@ fn xstate_is_sized_by_the_kernel_and_matches_fpregs() {
     assert_eq!(legacy.cwd, fx.cwd);
     assert_ne!(xstate.xstate_bv() & 0b11, 0, "x87/SSE state present");
     // XCR0 always enables x87 and SSE, and every component with state must be enabled in it.
-    assert_eq!(xstate.xfeatures() & 0b11, 0b11, "XCR0 {:#x}", xstate.xfeatures());
-    assert_eq!(xstate.xstate_bv() & !xstate.xfeatures(), 0, "XSTATE_BV outside XCR0");
+    assert_eq!(
+        xstate.xfeatures() & 0b11,
+        0b11,
+        "XCR0 {:#x}",
+        xstate.xfeatures()
+    );
+    assert_eq!(
+        xstate.xstate_bv() & !xstate.xfeatures(),
+        0,
+        "XSTATE_BV outside XCR0"
+    );
     // Write back a changed XMM15 and read it again.
     let mut changed = xstate.clone();
     let mut legacy2 = changed.legacy();

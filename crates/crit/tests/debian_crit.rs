@@ -410,7 +410,10 @@ fn images_we_write_decode_identically_in_debian_crit() {
 #[test]
 fn debian_encoded_fixture_json_reads_back_with_our_reader() {
     require_debian_crit();
-    let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/criu42-sleep"));
+    let fixtures = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/criu42-sleep"
+    ));
     let tmp = tempfile::tempdir().unwrap();
     let schema = Schema::load().unwrap();
     // Images whose fields all exist in 3.17 (core/pagemap/inventory have 4.2-only fields).

@@ -8,7 +8,10 @@ use std::process::{Command, Output, Stdio};
 const CRIT: &str = env!("CARGO_BIN_EXE_crit");
 
 fn fixtures() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/criu42-sleep"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/criu42-sleep"
+    ));
     assert!(
         dir.is_dir(),
         "fixture directory {} is missing",

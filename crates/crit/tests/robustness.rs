@@ -4,8 +4,15 @@
 use criu_crit::{decode_image, image_info, DecodeOptions, Schema};
 
 fn fixture_images() -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/criu42-sleep"));
-    assert!(dir.is_dir(), "fixture directory {} is missing", dir.display());
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/criu42-sleep"
+    ));
+    assert!(
+        dir.is_dir(),
+        "fixture directory {} is missing",
+        dir.display()
+    );
     let mut images = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -52,7 +59,15 @@ fn mutated_fixtures_decode_or_fail_cleanly() {
                 }
             }
             let pretty = round % 2 == 0;
-            match decode_image(&schema, &name, bytes.clone(), DecodeOptions { pretty, no_payload: false }) {
+            match decode_image(
+                &schema,
+                &name,
+                bytes.clone(),
+                DecodeOptions {
+                    pretty,
+                    no_payload: false,
+                },
+            ) {
                 Ok(json) => {
                     decoded += 1;
                     let _ = json.to_python_string(pretty.then_some(4));
@@ -65,5 +80,8 @@ fn mutated_fixtures_decode_or_fail_cleanly() {
             let _ = image_info(&schema, &name, bytes);
         }
     }
-    assert!(errors > 100 && decoded > 100, "errors {errors}, decoded {decoded}");
+    assert!(
+        errors > 100 && decoded > 100,
+        "errors {errors}, decoded {decoded}"
+    );
 }

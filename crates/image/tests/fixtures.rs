@@ -19,7 +19,10 @@ use serde_json::Value;
 const PID: u64 = 31202;
 
 fn fixtures() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/criu42-sleep"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/criu42-sleep"
+    ));
     assert!(
         dir.is_dir(),
         "fixture directory {} is missing",
