@@ -19,14 +19,18 @@
 //!   whole vdso; never the vvar, vsyscall or shared mappings (shared memory goes through
 //!   [`shmem_data_ranges`]). [`Vma::can_be_lazy`] says which runs get PE_LAZY.
 //!
-//! # Speed (measured with `criu-pages-bench`, see its source for the method)
-//! PAGEMAP_SCAN lists 1 GiB of present anonymous memory in about 1.2 ms (reading pagemap
-//! entries takes 4-40 ms). Reading with process_vm_readv runs at 4.4-4.5 GiB/s whatever the
-//! chunk size (1, 4, 16 MiB). Writing into a fresh tmpfs file is the real limit in these VMs
-//! (every destination page is a fresh allocation): on a quiet machine a serial read-then-write
-//! loop reached 57 % of the plain write() bandwidth, the pipelined default (4 MiB chunks, one
-//! reader thread, double buffering) 98 % (3.41 of 3.46 GiB/s). With both cores busy with other
-//! work the pipeline cannot overlap and both modes fall to about 55 %.
+//! # Speed (measured with `criu-pages-bench`, 2-vCPU PVM guest, images on /dev/shm)
+//! - PAGEMAP_SCAN lists 1 GiB of present anonymous memory in 1.2 ms (4 GiB: 5-11 ms); reading
+//!   pagemap entries instead takes 4-40 ms per GiB. Parsing smaps costs 6-90 ms per GiB of
+//!   resident memory (the kernel walks page tables for the Rss fields), the largest fixed cost.
+//! - process_vm_readv alone: 4-5.8 GiB/s, with little difference between 1, 4 and 16 MiB
+//!   chunks (16 MiB is never better; 1 MiB is often marginally best).
+//! - Read + write into a fresh tmpfs file is bounded by allocating the destination pages
+//!   (plain write() of our own memory: 1.5-3.5 GiB/s depending on the run). On a quiet
+//!   machine the pipelined default (4 MiB chunks, a reader thread, double buffering) reached
+//!   98 % of that bandwidth (3.41 of 3.46 GiB/s) against 57 % for a serial read-then-write
+//!   loop. When other work keeps the second core busy, there is nothing to overlap with and
+//!   both modes land at 50-80 %.
 //!
 //! ```no_run
 //! use criu_pages::{present_ranges, read_vmas, PageReader, VecSink};
