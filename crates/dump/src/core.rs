@@ -1,4 +1,4 @@
-//! Building `core_entry` messages (core-<tid>.img) from collected state, with
+//! Building `core_entry` messages (`core-<tid>.img`) from collected state, with
 //! exactly the fields CRIU 4.2 sets.
 
 use criu_compel::{words, xfeature, UserRegs, XState};
@@ -64,7 +64,8 @@ fn u64_words(bytes: &[u8]) -> Vec<u64> {
 /// Whether the CPU reports CET shadow stacks (CPUID.7.0:ECX[7]); CRIU then
 /// always records a (zero) `cet` entry.
 fn cpu_has_shstk() -> bool {
-    sys::cpuid(7, 0).2 & (1 << 7) != 0
+    // `__cpuid_count` is a safe function: CPUID exists on every x86_64 CPU.
+    std::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 7) != 0
 }
 
 fn fpregs(x: &XState) -> UserX86FpregsEntry {

@@ -18,20 +18,24 @@
 //! What is dumped: process trees (pre-order pstree, zombies as DEAD cores with
 //! their pgid/sid), threads (one core each), registers with CRIU's dump-time
 //! restart fixup, FPU/XSAVE state, signal masks, shared and private pending
-//! signals, 62 sigactions, itimers, POSIX timers, rlimits, creds and caps,
+//! signals, 62 sigactions, itimers, POSIX timers, rlimits (from
+//! /proc/PID/limits, so tasks of other uids work), creds and caps,
 //! sigaltstack, rseq, robust lists, tid addresses, pdeath signals, scheduler
 //! settings, seccomp filters (CRIU's layout and TSYNC merging), mm with VMAs,
 //! auxv and exe, private pages (PE_LAZY as CRIU sets it), fs (cwd, root,
-//! umask), a time namespace (timens-<id>.img), and these files: regular files
+//! umask), a time namespace (`timens-<id>.img`), and these files: regular files
 //! and directories (build-ids, sizes), /dev/null-like memory devices,
 //! unlinked files (ghost files), pipes and FIFOs with their data, unix
 //! sockets (stream, dgram, seqpacket; pairs, listeners, in-flight
 //! connections, queued data, the RPC service socket, external datagram
 //! peers with `ext_unix_sk`), TCP listening/closed and UDP/UDP-lite sockets
 //! (IPv4 and IPv6), established TCP connections with `tcp_established` (TCP
-//! repair, tcp-stream-<ino>.img; no network lock is taken), Unix98 ptys (slaves and masters; an external slave with
+//! repair, `tcp-stream-<ino>.img`; no network lock is taken), Unix98 ptys (slaves and masters; an external slave with
 //! `shell_job`, tty-info.img), memfds and shared anonymous memory (memfd
-//! route), eventfd, eventpoll, signalfd, timerfd, inotify.
+//! route), eventfd (EFD_SEMAPHORE kept in `flags`, see
+//! [`files::EVENTFD_SEMAPHORE_FLAG`]), eventpoll, signalfd, timerfd (a fired
+//! periodic timer is recorded re-armed, with its missed periods as ticks),
+//! inotify.
 //!
 //! Refused with an error naming the pid, the fd and the kind (nothing wrong is
 //! ever written): established TCP connections without `tcp_established`, raw/ICMP,

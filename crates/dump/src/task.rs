@@ -17,7 +17,6 @@ use crate::{DumpError, FailPoint};
 
 /// CRIU's AT_VECTOR_SIZE on x86_64: it reads at most this many auxv words.
 const AT_VECTOR_SIZE: usize = 44;
-const RLIM_NLIMITS: u32 = 16;
 
 /// Id spaces shared by all tasks of one dump.
 #[derive(Debug)]
@@ -397,15 +396,9 @@ fn task_facts(
     task: &FrozenTask,
     cg_set: u32,
 ) -> Result<TaskFacts, DumpError> {
-    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS as usize);
-    for res in 0..RLIM_NLIMITS {
-        rlimits.push(
-            crate::sys::get_rlimit(pid, res).map_err(|source| DumpError::Io {
-                what: format!("prlimit({res}) of pid {pid}"),
-                source,
-            })?,
-        );
-    }
+    // From /proc (see proc::limits): prlimit64 on a task of another uid
+    // needs CAP_SYS_RESOURCE, even to read.
+    let rlimits = proc::read_limits(pid)?;
     let leader = task.threads.first().ok_or(DumpError::NoThreads { pid })?;
     let shared_signals = leader
         .pending_signals(true)

@@ -13,7 +13,10 @@ use criu_proto::{
     CoreEntry, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MmEntry, TaskKobjIdsEntry,
 };
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/criu42-sleep");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/criu42-sleep"
+);
 const FIXTURE_PID: u64 = 31202;
 
 fn fixture<M: prost::Message + Default>(kind: ImageKind, id: u64) -> Vec<M> {

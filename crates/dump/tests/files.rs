@@ -137,6 +137,63 @@ time.sleep(1000)
     reap(child);
 }
 
+/// Path-bound names: sock_diag (and CRIU's image) keep the kernel's
+/// terminating NUL; relative names get the directory they were bound in as
+/// `name_dir`, cut from the socket file's path like CRIU, or found from the
+/// task's cwd when the name has `..` in it.
+#[test]
+fn unix_socket_names_keep_the_nul_and_relative_ones_get_name_dir() {
+    let work = tempfile::tempdir().unwrap();
+    let work_path = std::fs::canonicalize(work.path()).unwrap();
+    std::fs::create_dir(work_path.join("sub")).unwrap();
+    let script = format!(
+        r#"
+import socket, os, time
+os.chdir({dir:?})
+rel = socket.socket(socket.AF_UNIX); rel.bind('conf.sock'); rel.listen(4)
+dot = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); dot.bind('./dot.sock')
+up = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); up.bind('sub/../up.sock')
+absolute = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); absolute.bind({dir:?} + '/abs.sock')
+gone = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); gone.bind('gone.sock'); os.unlink('gone.sock')
+print('ready', flush=True)
+time.sleep(1000)
+"#,
+        dir = work_path.to_str().unwrap()
+    );
+    let child = python_session(&script);
+    let pid = child.id() as i32;
+    let dir = tempfile::tempdir().unwrap();
+    let dumped = dump_to(pid, dir.path(), |o| o.leave_running = true);
+    reap(child);
+    dumped.expect("dump");
+    let files: Vec<FileEntry> = read_entries(dir.path(), ImageKind::Files, 0);
+    let by_name = |name: &[u8]| {
+        files
+            .iter()
+            .filter_map(|f| f.usk.as_ref())
+            .find(|u| u.name == name)
+            .unwrap_or_else(|| panic!("no socket named {:?}", String::from_utf8_lossy(name)))
+    };
+    let work_dir = work_path.to_str().unwrap();
+    for name in [&b"conf.sock\0"[..], b"./dot.sock\0", b"sub/../up.sock\0"] {
+        let usk = by_name(name);
+        assert_eq!(usk.name_dir.as_deref(), Some(work_dir), "{usk:?}");
+        assert_eq!(usk.deleted, None);
+        assert_eq!(
+            usk.file_perms.as_ref().unwrap().mode & libc::S_IFMT,
+            libc::S_IFSOCK
+        );
+    }
+    let listener = by_name(b"conf.sock\0");
+    assert_eq!(listener.state, 10);
+    let absolute = by_name(format!("{work_dir}/abs.sock\0").as_bytes());
+    assert_eq!(absolute.name_dir, None);
+    let gone = by_name(b"gone.sock\0");
+    assert_eq!(gone.deleted, Some(true));
+    assert_eq!(gone.name_dir.as_deref(), Some(work_dir));
+    crit_decode(&dir.path().join("files.img"));
+}
+
 #[test]
 fn service_socket_is_written_closed_with_usk_service() {
     use std::os::unix::fs::MetadataExt;
@@ -280,7 +337,32 @@ fn anonymous_inode_files() {
     let files: Vec<FileEntry> = read_entries(dir.path(), ImageKind::Files, 0);
     let fdinfo = fdinfo_of(dir.path(), 2);
     let at = |fd: u32| file_by_id(&files, fdinfo.iter().find(|f| f.fd == fd).unwrap().id);
-    assert_eq!(at(3).efd.as_ref().unwrap().counter, 42);
+    let plain = at(3).efd.as_ref().unwrap();
+    assert_eq!(plain.counter, 42);
+    assert_eq!(plain.flags, (libc::O_RDWR | libc::O_NONBLOCK) as u32);
+    // EFD_SEMAPHORE rides in `flags` (see criu_dump::files::EVENTFD_SEMAPHORE_FLAG).
+    let sem = at(8).efd.as_ref().unwrap();
+    assert_eq!(sem.counter, 3);
+    assert_eq!(
+        sem.flags,
+        (libc::O_RDWR | libc::O_NONBLOCK | libc::EFD_SEMAPHORE) as u32
+    );
+    assert_eq!(
+        criu_dump::files::EVENTFD_SEMAPHORE_FLAG,
+        libc::EFD_SEMAPHORE as u32
+    );
+    // Fired periodic timers are dumped re-armed: the real time to the next
+    // expiry, the missed periods as unread ticks.
+    let slow = at(9).tfd.as_ref().unwrap();
+    assert_eq!((slow.isec, slow.insec, slow.ticks), (30, 0, 1));
+    assert!(slow.vsec >= 28 && slow.vsec < 30, "{slow:?}");
+    let fast = at(10).tfd.as_ref().unwrap();
+    assert_eq!((fast.isec, fast.insec), (0, 10_000_000));
+    assert!(fast.ticks >= 9, "{fast:?}");
+    assert!(
+        fast.vsec == 0 && fast.vnsec > 0 && fast.vnsec <= 10_000_000,
+        "{fast:?}"
+    );
     assert_eq!(at(4).sgfd.as_ref().unwrap().sigmask, (1 << 9) | (1 << 11));
     let t = at(5).tfd.as_ref().unwrap();
     assert_eq!((t.clockid, t.isec, t.insec), (1, 7, 0));

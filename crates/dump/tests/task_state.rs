@@ -110,6 +110,90 @@ fn signals_timers_and_misc_task_state() {
     crit_decode(&dir.path().join(format!("core-{pid}.img")));
 }
 
+/// A task of another uid: prlimit64 on it needs CAP_SYS_RESOURCE even to
+/// read (this machine's root lacks it), so its rlimits must come from
+/// /proc/PID/limits, exactly, with RLIM_INFINITY kept.
+#[test]
+fn rlimits_and_creds_of_a_task_of_another_uid() {
+    let script = r#"
+import ctypes, os, resource, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (123, 456))
+resource.setrlimit(resource.RLIMIT_MSGQUEUE, (4096, resource.getrlimit(resource.RLIMIT_MSGQUEUE)[1]))
+os.setgroups([27495])
+os.setresgid(58467, 58467, 58467)
+os.setresuid(18943, 18943, 18943)
+# setuid cleared dumpable; a tracer without CAP_SYS_PTRACE-over-it needs it back.
+ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)
+print('ready', flush=True)
+time.sleep(1000)
+"#;
+    let mut child = session_command()
+        .args(["/usr/bin/python3", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let pid = child.id() as i32;
+    let dir = tempfile::tempdir().unwrap();
+    let dumped = dump_to(pid, dir.path(), |o| o.leave_running = true);
+    let _ = child.kill();
+    let _ = child.wait();
+    dumped.expect("dump of a task of another uid");
+
+    let core: Vec<CoreEntry> = read_entries(dir.path(), ImageKind::Core, pid as u64);
+    let creds = core[0]
+        .thread_core
+        .as_ref()
+        .unwrap()
+        .creds
+        .as_ref()
+        .unwrap();
+    assert_eq!((creds.uid, creds.euid, creds.suid), (18943, 18943, 18943));
+    assert_eq!((creds.gid, creds.egid, creds.sgid), (58467, 58467, 58467));
+    assert_eq!(creds.groups, vec![27495]);
+    let rlimits: Vec<(u64, u64)> = core[0]
+        .tc
+        .as_ref()
+        .unwrap()
+        .rlimits
+        .as_ref()
+        .unwrap()
+        .rlimits
+        .iter()
+        .map(|r| (r.cur, r.max))
+        .collect();
+    use nix::sys::resource::{getrlimit, Resource};
+    // The child inherited ours, except the two it lowered.
+    let ours = |r: Resource| getrlimit(r).unwrap();
+    assert_eq!(rlimits.len(), 16);
+    assert_eq!(rlimits[libc::RLIMIT_NOFILE as usize], (123, 456));
+    assert_eq!(
+        rlimits[libc::RLIMIT_MSGQUEUE as usize],
+        (4096, ours(Resource::RLIMIT_MSGQUEUE).1)
+    );
+    assert_eq!(
+        rlimits[libc::RLIMIT_CPU as usize],
+        ours(Resource::RLIMIT_CPU)
+    );
+    assert_eq!(
+        rlimits[libc::RLIMIT_STACK as usize],
+        ours(Resource::RLIMIT_STACK)
+    );
+    assert_eq!(
+        rlimits[libc::RLIMIT_RTTIME as usize],
+        ours(Resource::RLIMIT_RTTIME)
+    );
+    // RLIM_INFINITY round-trips as the all-ones value CRIU stores.
+    assert_eq!(ours(Resource::RLIMIT_CPU), (u64::MAX, u64::MAX));
+    crit_decode(&dir.path().join(format!("core-{pid}.img")));
+}
+
 #[test]
 fn seccomp_filters_are_dumped_in_criu_layout() {
     let work = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! Everything comes from the owner's fdinfo (already parsed into
 //! [`FileParams::info`]); inotify watches also get the watched path.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use criu_proto::{
     EventfdFileEntry, EventpollFileEntry, EventpollTfdEntry, FdTypes, FhEntry, FileEntry,
@@ -10,13 +10,33 @@ use criu_proto::{
 };
 
 use super::{FileError, FileParams, FileTable};
-use crate::proc::{FdInfoExtra, InotifyWatch};
+use crate::proc::{read_fdinfo, FdInfoExtra, InotifyWatch, TimerfdState};
 
 /// CRIU's `FH_ENTRY_SIZES__min_entries`: handles are stored as 16 words.
 const FH_WORDS: usize = 16;
 
+/// How EFD_SEMAPHORE is recorded: CRIU 4.2's `eventfd_file_entry` has no
+/// field for it (upstream dumps `flags` and `counter` only and recreates
+/// every eventfd with `eventfd(counter, 0)`, losing the mode), so it goes
+/// into `flags` as the kernel's EFD_SEMAPHORE bit (1). That bit is O_WRONLY
+/// as an open flag, which an eventfd never has (eventfds are always O_RDWR,
+/// so an access mode of 3 can only mean "semaphore"); CRIU's restore passes
+/// `flags` to F_SETFL, which ignores access-mode bits, so the image stays
+/// valid for CRIU, which just keeps losing the mode. Our restore must create
+/// the eventfd with EFD_SEMAPHORE when this bit is set.
+pub const EVENTFD_SEMAPHORE_FLAG: u32 = libc::EFD_SEMAPHORE as u32;
+
+/// How many times a fired periodic timerfd is re-armed and its fdinfo re-read
+/// before the dump settles for the value timerfd_gettime returned (only a
+/// timer whose period is shorter than one fdinfo read can need more than one).
+const TIMERFD_REFRESH_ATTEMPTS: usize = 5;
+
 impl FileTable {
-    pub(super) fn dump_anon(&mut self, p: &FileParams) -> Result<(FdTypes, u32), FileError> {
+    pub(super) fn dump_anon(
+        &mut self,
+        p: &FileParams,
+        file: &OwnedFd,
+    ) -> Result<(FdTypes, u32), FileError> {
         let kind = match p.link.as_str() {
             "anon_inode:[eventfd]" => FdTypes::Eventfd,
             "anon_inode:[eventpoll]" => FdTypes::Eventpoll,
@@ -41,10 +61,15 @@ impl FileTable {
             ..Default::default()
         };
         match (kind, &p.info.extra) {
-            (FdTypes::Eventfd, FdInfoExtra::Eventfd { counter }) => {
+            (FdTypes::Eventfd, FdInfoExtra::Eventfd { counter, semaphore }) => {
+                let mode = if *semaphore {
+                    EVENTFD_SEMAPHORE_FLAG
+                } else {
+                    0
+                };
                 entry.efd = Some(EventfdFileEntry {
                     id,
-                    flags,
+                    flags: flags | mode,
                     fown,
                     counter: *counter,
                 });
@@ -58,6 +83,7 @@ impl FileTable {
                 });
             }
             (FdTypes::Timerfd, FdInfoExtra::Timerfd(t)) => {
+                let t = &settled_timerfd(p, file.as_fd(), t)?;
                 entry.tfd = Some(TimerfdEntry {
                     id,
                     flags,
@@ -139,6 +165,56 @@ impl FileTable {
         self.entries.push(entry);
         Ok((kind, id))
     }
+}
+
+/// The state of a timerfd as a restore must recreate it.
+///
+/// A periodic timer that fired is re-armed by the kernel only when it is read
+/// (or queried with timerfd_gettime): until then fdinfo shows `it_value` 0
+/// with the tick pending, and recreating that (CRIU does) leaves the timer
+/// disarmed. So for a periodic timer showing value 0, the dump calls
+/// timerfd_gettime on its own copy of the fd: the kernel forwards the timer
+/// past now and adds the missed periods to the unread ticks — exactly what
+/// the task's next read would do, so the task sees no difference — and
+/// fdinfo, re-read, then holds the real time to the next expiry and the
+/// ticks, both taken under one lock.
+fn settled_timerfd(
+    p: &FileParams,
+    file: BorrowedFd<'_>,
+    first: &TimerfdState,
+) -> Result<TimerfdState, FileError> {
+    let mut state = first.clone();
+    // One-shot timers are never re-armed: value 0 means expired or disarmed.
+    if state.interval == (0, 0) || state.value != (0, 0) {
+        return Ok(state);
+    }
+    let mut gettime_value = (0, 0);
+    for _ in 0..TIMERFD_REFRESH_ATTEMPTS {
+        (gettime_value, _) = crate::sys::timerfd_gettime(file)
+            .map_err(|e| FileError::io(p.pid, p.fd, "timerfd_gettime", e))?;
+        state = match read_fdinfo(p.pid, p.fd)?.extra {
+            FdInfoExtra::Timerfd(now) => now,
+            other => {
+                return Err(FileTable::unsupported(
+                    p,
+                    format!("a timerfd whose fdinfo changed kind while frozen ({other:?})"),
+                ))
+            }
+        };
+        if state.value != (0, 0) || state.interval == (0, 0) {
+            return Ok(state);
+        }
+    }
+    // Every re-read caught the timer expired again: its period is shorter
+    // than one fdinfo read. Keep the ticks just read and the value
+    // timerfd_gettime returned, or the smallest value that still arms the
+    // timer (the next expiry is due about now anyway).
+    state.value = if gettime_value == (0, 0) {
+        (0, 1)
+    } else {
+        gettime_value
+    };
+    Ok(state)
 }
 
 fn fh_entry(w: &InotifyWatch, path: Option<String>) -> FhEntry {

@@ -29,6 +29,7 @@ use crate::ids::{FileIds, FileKey, IdError};
 use crate::proc::{read_fdinfo, FdInfo, ProcError};
 use crate::sys;
 
+pub use anon::EVENTFD_SEMAPHORE_FLAG;
 pub use memfd::{memfd_name, ShmemOut};
 pub use reg::{build_id_words, RegFile};
 pub use tcp::RepairedSocket;
@@ -168,7 +169,7 @@ pub struct FileTable {
     pub tcp_established: bool,
     /// Connections left in repair mode until the dump ends.
     pub repaired: Vec<RepairedSocket>,
-    /// tcp-stream-<ino>.img contents: (ino, entry, receive queue, send queue).
+    /// `tcp-stream-<ino>.img` contents: (ino, entry, receive queue, send queue).
     pub tcp_streams: Vec<(u32, criu_proto::TcpStreamEntry, Vec<u8>, Vec<u8>)>,
     /// Ghost file ids by (dev, ino).
     ghosts: HashMap<(u64, u64), u32>,
@@ -322,7 +323,7 @@ impl FileTable {
             return Err(Self::unsupported(p, what));
         }
         if p.fs_type == ANON_INODE_FS_MAGIC {
-            return self.dump_anon(p);
+            return self.dump_anon(p, &file);
         }
         if fmt == libc::S_IFREG || fmt == libc::S_IFDIR || fmt == libc::S_IFLNK {
             if p.link.starts_with("/memfd:") {

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 use criu_proto::{FdTypes, FileEntry, FilePermsEntry, SkOptsEntry, SkPacketEntry, UnixSkEntry};
@@ -183,7 +184,7 @@ impl FileTable {
             mnt_id: None,
         };
         if !entry.name.is_empty() && entry.name[0] != 0 {
-            self.resolve_unix_name(p, file.as_fd(), &mut entry)?;
+            self.resolve_unix_name(p, file.as_fd(), diag.vfs, &mut entry)?;
         }
         if self
             .unix
@@ -293,11 +294,18 @@ impl FileTable {
     }
 
     /// Path-bound sockets: mode/owner of the socket file and whether it was
-    /// unlinked, through SIOCUNIXFILE; relative names get `name_dir`.
+    /// unlinked, through SIOCUNIXFILE; relative names get `name_dir`, the
+    /// directory the name was bound in (a restore binds the name from there).
+    ///
+    /// `entry.name` keeps the bytes sock_diag reports, as CRIU writes them:
+    /// for a path the kernel stores the bound name with its terminating NUL
+    /// (`conf.sock\0`), for an abstract name exactly the bytes given. Every
+    /// path operation here uses the name up to that NUL.
     fn resolve_unix_name(
         &self,
         p: &FileParams,
         sock: BorrowedFd<'_>,
+        vfs: Option<(u32, u32)>,
         entry: &mut UnixSkEntry,
     ) -> Result<(), FileError> {
         let raw = sys::ioctl_open(sock, SIOCUNIXFILE)
@@ -312,28 +320,33 @@ impl FileTable {
             gid: st.gid(),
         });
         let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (path, deleted) = match path.strip_suffix(" (deleted)") {
-            Some(stripped) => (stripped.to_string(), true),
+            .map_err(|e| FileError::io(p.pid, p.fd, "reading the socket file's path", e))?;
+        let path = path.as_os_str().as_bytes();
+        let (path, deleted) = match path.strip_suffix(b" (deleted)") {
+            Some(stripped) => (stripped, true),
             None => (path, false),
         };
         if deleted {
             entry.deleted = Some(true);
         }
-        if entry.name[0] != b'/' {
-            let name = String::from_utf8_lossy(&entry.name).into_owned();
-            let dir = path
-                .strip_suffix(&name)
-                .map(|d| d.trim_end_matches('/').to_string())
-                .ok_or_else(|| {
-                    Self::unsupported(
-                        p,
-                        format!("unix socket name {name} not resolvable from {path}"),
-                    )
-                })?;
-            entry.name_dir = Some(dir);
+        let name = bound_path(&entry.name);
+        if name.first() == Some(&b'/') {
+            return Ok(());
         }
+        let dir = match dir_of_relative_name(path, name) {
+            Some(dir) => dir,
+            None => bound_from_task_dir(p.pid, name, vfs).ok_or_else(|| {
+                Self::unsupported(
+                    p,
+                    format!(
+                        "unix socket bound to the relative name {:?}, found neither in {:?} nor in the cwd or root of the task",
+                        String::from_utf8_lossy(name),
+                        String::from_utf8_lossy(path)
+                    ),
+                )
+            })?,
+        };
+        entry.name_dir = Some(String::from_utf8_lossy(&dir).into_owned());
         Ok(())
     }
 
@@ -392,5 +405,93 @@ impl FileTable {
             self.entries.extend(waiting.into_iter().map(|d| d.entry));
         }
         Ok(())
+    }
+}
+
+/// The path part of a sock_diag name: the bytes before the first NUL.
+fn bound_path(name: &[u8]) -> &[u8] {
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    &name[..end]
+}
+
+/// The directory a relative name was bound in, cut from the socket file's
+/// absolute path as CRIU does (`cut_path_ending`): a leading `./` of the name
+/// is ignored, the path must end with `/` + name, and a name bound in `/`
+/// gives `/`. None when the path does not end with the name (`..` or
+/// symlinks in the name).
+fn dir_of_relative_name(path: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    let name = name.strip_prefix(b"./").unwrap_or(name);
+    if name.is_empty() {
+        return None;
+    }
+    let dir = path.strip_suffix(name)?.strip_suffix(b"/")?;
+    if dir.is_empty() {
+        // The path was "/" + name.
+        return Some(b"/".to_vec());
+    }
+    Some(dir.to_vec())
+}
+
+/// CRIU's resolution of relative names for kernels without SIOCUNIXFILE
+/// (`resolve_rel_name`), used when the path cut fails: the name is looked up
+/// from the task's cwd, then its root, and taken only if it leads to the very
+/// socket file sock_diag reports (inode and device).
+fn bound_from_task_dir(pid: i32, name: &[u8], vfs: Option<(u32, u32)>) -> Option<Vec<u8>> {
+    let (vfs_ino, vfs_dev) = vfs?;
+    // sock_diag reports the kernel's internal dev_t: major << 20 | minor.
+    let (vfs_major, vfs_minor) = (vfs_dev >> 20, vfs_dev & 0xf_ffff);
+    for link in ["cwd", "root"] {
+        let Ok(dir) = std::fs::read_link(format!("/proc/{pid}/{link}")) else {
+            continue;
+        };
+        let candidate = dir.join(std::ffi::OsStr::from_bytes(name));
+        let Ok(st) = std::fs::metadata(&candidate) else {
+            continue;
+        };
+        let dev = st.dev();
+        if st.ino() == u64::from(vfs_ino)
+            && libc::major(dev) == vfs_major
+            && libc::minor(dev) == vfs_minor
+        {
+            return Some(dir.as_os_str().as_bytes().to_vec());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_path_stops_at_the_kernels_nul() {
+        assert_eq!(bound_path(b"conf.sock\0"), b"conf.sock");
+        assert_eq!(bound_path(b"/run/x.sock"), b"/run/x.sock");
+        assert_eq!(bound_path(b""), b"");
+    }
+
+    #[test]
+    fn relative_names_are_cut_like_criu() {
+        let cut = |path: &str, name: &str| {
+            dir_of_relative_name(path.as_bytes(), name.as_bytes())
+                .map(|d| String::from_utf8(d).unwrap())
+        };
+        assert_eq!(
+            cut("/tmp/w/conf.sock", "conf.sock").as_deref(),
+            Some("/tmp/w")
+        );
+        assert_eq!(
+            cut("/tmp/w/conf.sock", "./conf.sock").as_deref(),
+            Some("/tmp/w")
+        );
+        assert_eq!(
+            cut("/tmp/w/a/b.sock", "a/b.sock").as_deref(),
+            Some("/tmp/w")
+        );
+        assert_eq!(cut("/conf.sock", "conf.sock").as_deref(), Some("/"));
+        // Not a whole path component, or not the ending at all.
+        assert_eq!(cut("/tmp/wconf.sock", "conf.sock"), None);
+        assert_eq!(cut("/tmp/x.sock", "sub/../x.sock"), None);
+        assert_eq!(cut("conf.sock", "conf.sock"), None);
     }
 }

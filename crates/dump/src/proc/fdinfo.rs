@@ -62,10 +62,13 @@ pub enum FdInfoExtra {
     /// Nothing type-specific.
     #[default]
     None,
-    /// eventfd counter.
+    /// eventfd counter and mode.
     Eventfd {
         /// The counter.
         counter: u64,
+        /// EFD_SEMAPHORE (`eventfd-semaphore: 1`; false when the kernel
+        /// does not print the line, as older kernels do not).
+        semaphore: bool,
     },
     /// epoll targets.
     Epoll(Vec<EpollTarget>),
@@ -140,9 +143,31 @@ pub fn parse_fdinfo(text: &str, path: &str) -> Result<FdInfo, ProcError> {
         } else if let Some(v) = after(line, "ino") {
             info.ino = v.parse().map_err(|_| bad())?;
         } else if let Some(v) = after(line, "eventfd-count") {
-            info.extra = FdInfoExtra::Eventfd {
-                counter: hex_u64(v).ok_or_else(bad)?,
+            let counter = hex_u64(v).ok_or_else(bad)?;
+            match &mut info.extra {
+                FdInfoExtra::Eventfd { counter: c, .. } => *c = counter,
+                extra => {
+                    *extra = FdInfoExtra::Eventfd {
+                        counter,
+                        semaphore: false,
+                    }
+                }
+            }
+        } else if let Some(v) = after(line, "eventfd-semaphore") {
+            let semaphore = match v {
+                "0" => false,
+                "1" => true,
+                _ => return Err(bad()),
             };
+            match &mut info.extra {
+                FdInfoExtra::Eventfd { semaphore: s, .. } => *s = semaphore,
+                extra => {
+                    *extra = FdInfoExtra::Eventfd {
+                        counter: 0,
+                        semaphore,
+                    }
+                }
+            }
         } else if let Some(v) = after(line, "sigmask") {
             info.extra = FdInfoExtra::Signalfd {
                 sigmask: hex_u64(v).ok_or_else(bad)?,
@@ -256,7 +281,22 @@ mod tests {
     #[test]
     fn eventfd_signalfd_epoll_inotify_timerfd() {
         let e = parse_fdinfo("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1\neventfd-count:               2a\neventfd-id: 3\n", "f").unwrap();
-        assert_eq!(e.extra, FdInfoExtra::Eventfd { counter: 42 });
+        assert_eq!(
+            e.extra,
+            FdInfoExtra::Eventfd {
+                counter: 42,
+                semaphore: false
+            }
+        );
+        let sem = parse_fdinfo("pos:\t0\nflags:\t04002\nmnt_id:\t15\nino:\t1\neventfd-count:                3\neventfd-id: 5\neventfd-maxcount: ffffffffffffffff\neventfd-semaphore: 1\n", "f").unwrap();
+        assert_eq!(
+            sem.extra,
+            FdInfoExtra::Eventfd {
+                counter: 3,
+                semaphore: true
+            }
+        );
+        assert!(parse_fdinfo("eventfd-count: 1\neventfd-semaphore: yes\n", "f").is_err());
 
         let s = parse_fdinfo(
             "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1\nsigmask:\t0000000000000200\n",

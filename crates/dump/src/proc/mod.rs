@@ -1,15 +1,17 @@
 //! Parsers for the `/proc/PID/...` files the dump reads: `stat`, `status`,
-//! `fdinfo/N`, `timers`, `auxv`, `task/`, `task/*/children` and small one-value
+//! `fdinfo/N`, `limits`, `timers`, `auxv`, `task/`, `task/*/children` and small one-value
 //! files. Every parser takes the file's text (so it can be tested on fixed
 //! input) and has a `read_*` companion that opens the real file.
 
 mod fdinfo;
+mod limits;
 mod stat;
 pub(crate) mod status;
 
 pub use fdinfo::{
     parse_fdinfo, read_fdinfo, EpollTarget, FdInfo, FdInfoExtra, InotifyWatch, TimerfdState,
 };
+pub use limits::{parse_limits, read_limits, RLIMIT_COUNT};
 pub use stat::{parse_stat, read_stat, ProcStat};
 pub use status::{cap_words, parse_status, read_status, ProcStatus};
 

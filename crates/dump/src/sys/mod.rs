@@ -1,11 +1,15 @@
-//! Syscall wrappers the dump needs that no lower crate provides (yet): kcmp,
-//! prlimit on another process, get_robust_list, scheduler queries, pidfd
-//! helpers, CPUID, and socket option reads on borrowed fds.
+//! Syscall wrappers the dump needs that no lower crate exposes: kcmp,
+//! get_robust_list, scheduler queries, TLS descriptors, seccomp filter flags,
+//! timerfd_gettime, fcntl/ioctl/socket option calls on borrowed fds.
+//! (pidfd helpers live in `criu_compel::steal_fd`; rlimits come from
+//! /proc/PID/limits.)
 //!
 //! Each wrapper takes typed arguments, owns every buffer the kernel writes,
 //! and returns `io::Result`.
 
 use std::io;
+#[cfg(test)]
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 pub mod unix_diag;
@@ -47,26 +51,6 @@ pub fn kcmp(pid1: i32, pid2: i32, kind: KcmpType, idx1: u64, idx2: u64) -> io::R
         )
     };
     check(ret).map(|r| r as i32)
-}
-
-/// prlimit64(pid, resource, NULL, &old): the (cur, max) of a resource of another process.
-pub fn get_rlimit(pid: i32, resource: u32) -> io::Result<(u64, u64)> {
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `old` is a valid, writable rlimit64 that outlives the call; new_limit is NULL.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            pid as libc::c_long,
-            resource as libc::c_long,
-            std::ptr::null::<libc::rlimit64>(),
-            &mut old as *mut libc::rlimit64,
-        )
-    };
-    check(ret)?;
-    Ok((old.rlim_cur, old.rlim_max))
 }
 
 /// get_robust_list(tid): (head pointer, length).
@@ -122,38 +106,23 @@ pub fn get_nice(tid: i32) -> io::Result<i32> {
     check(ret).map(|r| 20 - r as i32)
 }
 
-/// pidfd_open(pid, 0).
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: integer-only syscall; the returned fd is new and ours.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
-    let fd = check(ret)? as i32;
-    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// pidfd_getfd(pidfd, target_fd, 0): a duplicate of another process's fd (same open file).
-pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
-    // SAFETY: integer-only syscall; the returned fd is new and ours.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_getfd,
-            pidfd.as_raw_fd() as libc::c_long,
-            target_fd as libc::c_long,
-            0 as libc::c_long,
-        )
-    };
-    let fd = check(ret)? as i32;
-    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// CPUID leaf/subleaf: (eax, ebx, ecx, edx).
-pub fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
-    #[allow(unused_unsafe)]
-    // SAFETY: CPUID is available on every x86_64 CPU and has no memory effects.
-    let r = unsafe { std::arch::x86_64::__cpuid_count(leaf, subleaf) };
-    (r.eax, r.ebx, r.ecx, r.edx)
+/// timerfd_gettime(fd): ((value sec, nsec), (interval sec, nsec)). For a
+/// periodic timer that expired and was not read yet, the kernel first
+/// forwards it past now (counting the missed periods as unread ticks, what a
+/// read would do), so the value is the real time to the next expiry.
+pub fn timerfd_gettime(fd: BorrowedFd<'_>) -> io::Result<((u64, u64), (u64, u64))> {
+    // SAFETY: itimerspec is plain old data; all-zero is a valid value.
+    let mut spec: libc::itimerspec = unsafe { std::mem::zeroed() };
+    // SAFETY: spec is a valid writable itimerspec for the duration of the call.
+    let ret = unsafe { libc::timerfd_gettime(fd.as_raw_fd(), &mut spec) };
+    check(ret as libc::c_long)?;
+    Ok((
+        (spec.it_value.tv_sec as u64, spec.it_value.tv_nsec as u64),
+        (
+            spec.it_interval.tv_sec as u64,
+            spec.it_interval.tv_nsec as u64,
+        ),
+    ))
 }
 
 /// getsockopt(fd, level, name) for an int-sized option.
@@ -436,10 +405,8 @@ mod tests {
     }
 
     #[test]
-    fn rlimit_and_sched_of_self() {
+    fn sched_and_robust_list_of_self() {
         let me = std::process::id() as i32;
-        let (cur, max) = get_rlimit(me, libc::RLIMIT_NOFILE).unwrap();
-        assert!(cur <= max);
         assert_eq!(
             sched_getscheduler(me).unwrap() & !libc::SCHED_RESET_ON_FORK,
             0
@@ -451,26 +418,23 @@ mod tests {
     }
 
     #[test]
-    fn pidfd_getfd_dups_own_fd() {
-        let me = std::process::id() as i32;
-        let pidfd = pidfd_open(me).unwrap();
-        let file = std::fs::File::open("/proc/self/stat").unwrap();
-        let dup = pidfd_getfd(
-            std::os::fd::AsFd::as_fd(&pidfd),
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-        )
-        .unwrap();
-        assert_eq!(
-            kcmp(
-                me,
-                me,
-                KcmpType::File,
-                file.as_raw_fd() as u64,
-                dup.as_raw_fd() as u64
+    fn timerfd_gettime_rearms_an_expired_periodic_timer() {
+        use nix::sys::time::TimeSpec;
+        use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+        use std::time::Duration;
+        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK).unwrap();
+        timer
+            .set(
+                Expiration::IntervalDelayed(
+                    TimeSpec::from_duration(Duration::from_millis(1)),
+                    TimeSpec::from_duration(Duration::from_secs(50)),
+                ),
+                TimerSetTimeFlags::empty(),
             )
-            .unwrap(),
-            0
-        );
-        assert!(cpuid(0, 0).0 > 0);
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let (value, interval) = timerfd_gettime(timer.as_fd()).unwrap();
+        assert_eq!(interval, (50, 0));
+        assert!(value.0 >= 49 && value != (0, 0), "{value:?}");
     }
 }
