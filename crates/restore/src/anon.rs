@@ -26,9 +26,16 @@ fn set_status(id: u32, fd: &OwnedFd, flags: u32) -> Result<(), FileError> {
     Ok(())
 }
 
-/// An eventfd with its counter.
+/// The bit of `eventfd_file_entry.flags` that records EFD_SEMAPHORE. CRIU
+/// 4.2's entry has no field for the mode; our dump puts the kernel's
+/// EFD_SEMAPHORE bit (1, which as an open flag is O_WRONLY, an access mode
+/// an eventfd never has since eventfds are always O_RDWR) into `flags`.
+const EVENTFD_SEMAPHORE_FLAG: u32 = libc::EFD_SEMAPHORE as u32;
+
+/// An eventfd with its counter and mode (EFD_SEMAPHORE).
 pub(crate) fn eventfd(id: u32, entry: &EventfdFileEntry) -> Result<OwnedFd, FileError> {
-    let fd = sys::local::eventfd().map_err(sys_err(id, "eventfd"))?;
+    let semaphore = entry.flags & EVENTFD_SEMAPHORE_FLAG != 0;
+    let fd = sys::local::eventfd(semaphore).map_err(sys_err(id, "eventfd"))?;
     if entry.counter != 0 {
         nix::unistd::write(&fd, &entry.counter.to_ne_bytes()).map_err(sys_err(
             id,

@@ -97,6 +97,8 @@ pub(crate) struct TracerFiles {
     memfd_inodes: HashMap<u32, OwnedFd>,
     /// A read-write fd per FIFO, keeping it and its data alive.
     fifo_helpers: HashMap<u32, OwnedFd>,
+    /// The terminal a shell job inherits (the restoring process's stdin).
+    shell_job_tty: Option<OwnedFd>,
 }
 
 /// A new open file description of the object behind `fd`, with `flags`.
@@ -127,6 +129,19 @@ fn inherit_key(file: &FileEntry) -> Option<String> {
 }
 
 impl TracerFiles {
+    /// Makes `pgid` the foreground group of the shell job's terminal, if a
+    /// task has one.
+    pub fn set_shell_job_foreground(&self, pgid: i32) -> Result<(), FileError> {
+        let Some(tty) = &self.shell_job_tty else {
+            return Ok(());
+        };
+        crate::tty::set_foreground(tty, pgid).map_err(|errno| FileError::Sys {
+            id: 0,
+            op: format!("TIOCSPGRP({pgid}) on the shell job's terminal"),
+            errno,
+        })
+    }
+
     /// Opens every file the tasks' fds, VMAs, exe, cwd and root refer to.
     pub fn open_all(
         dir: &ImageDir,
@@ -259,6 +274,19 @@ impl TracerFiles {
                     files.by_id.insert(id, fd);
                 }
                 Ok(FdTypes::Unixsk) => unix_ids.push(id),
+                Ok(FdTypes::Tty) => {
+                    let tty = file.tty.as_ref().expect("validated");
+                    let info = &images.tty_infos[&tty.tty_info_id];
+                    let fd = crate::tty::inherit(id, info)?;
+                    if files.shell_job_tty.is_none() {
+                        files.shell_job_tty = Some(fd.try_clone().map_err(|e| FileError::Sys {
+                            id,
+                            op: "duplicating the terminal".into(),
+                            errno: errno_of(&e),
+                        })?);
+                    }
+                    files.by_id.insert(id, fd);
+                }
                 _ => unreachable!("unsupported kinds are refused while loading"),
             }
         }
@@ -297,10 +325,18 @@ impl TracerFiles {
         let by_ino: HashMap<u32, &criu_proto::UnixSkEntry> =
             entries.iter().map(|e| (e.ino, *e)).collect();
         for (receiver, data) in &images.sk_queues {
+            // The data is sent from the receiver's peer; a datagram socket
+            // that others connect to one-way gets it from one of them.
+            let receiver_ino = by_id.get(receiver).map(|r| r.ino);
             let peer = by_id
                 .get(receiver)
                 .and_then(|r| by_ino.get(&r.peer))
-                .filter(|p| p.peer == by_id[receiver].ino)
+                .filter(|p| Some(p.peer) == receiver_ino)
+                .or_else(|| {
+                    entries
+                        .iter()
+                        .find(|e| Some(e.peer) == receiver_ino && e.peer != 0)
+                })
                 .ok_or_else(|| FileError::Changed {
                     id: *receiver,
                     path: "sk-queues.img".into(),

@@ -14,7 +14,7 @@ use criu_image::{ImageDir, ImageError, ImageKind, ImageReader};
 use criu_proto::{
     CoreEntry, FdTypes, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MemfdInodeEntry, MmEntry,
     PagemapEntry, PagemapHead, PipeDataEntry, PstreeEntry, RemapFilePathEntry, SeccompEntry,
-    TaskKobjIdsEntry, VmaEntry,
+    SeccompFilter, TaskKobjIdsEntry, VmaEntry,
 };
 
 /// Size of a page on x86_64.
@@ -138,6 +138,21 @@ pub(crate) enum TaskState {
     Zombie { exit_code: u32 },
 }
 
+/// One seccomp filter to install with `seccomp(SECCOMP_SET_MODE_FILTER)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeccompInstall {
+    /// The BPF program (`struct sock_filter` array).
+    pub program: Vec<u8>,
+    /// The flags to install it with (SECCOMP_FILTER_FLAG_*, e.g. TSYNC, LOG).
+    pub flags: u32,
+}
+
+/// The largest BPF program the kernel accepts (BPF_MAXINSNS instructions of
+/// 8 bytes each).
+pub(crate) const SECCOMP_MAX_PROGRAM: usize = 4096 * 8;
+const SECCOMP_MODE_STRICT: u32 = 1;
+const SECCOMP_MODE_FILTER: u32 = 2;
+
 /// Everything about one task (thread group) of the tree.
 #[derive(Debug)]
 pub(crate) struct TaskImages {
@@ -165,6 +180,9 @@ pub(crate) struct TaskImages {
     pub fs: Option<FsEntry>,
     /// The task's fds.
     pub fds: Vec<FdinfoEntry>,
+    /// Per thread (aligned with `tids`), the seccomp filters to install,
+    /// oldest first; empty for a thread without filters.
+    pub seccomp: Vec<Vec<SeccompInstall>>,
 }
 
 impl TaskImages {
@@ -198,6 +216,8 @@ pub(crate) struct RestoreImages {
     pub fifo_data: HashMap<u32, PipeData>,
     /// The dumped CLOCK_MONOTONIC and CLOCK_BOOTTIME (timens-0.img).
     pub timens: Option<criu_proto::TimensEntry>,
+    /// Terminals (tty-info.img) by id.
+    pub tty_infos: HashMap<u32, criu_proto::TtyInfoEntry>,
 }
 
 /// A memfd (or shared anonymous memory) object and its contents.
@@ -245,7 +265,13 @@ pub(crate) fn load(dir: &ImageDir) -> Result<RestoreImages, ImageLoadError> {
     let timens = dir
         .reader(ImageKind::Timens, 0)?
         .next_entry::<criu_proto::TimensEntry>()?;
-    check_seccomp(dir)?;
+    let seccomp_filters = load_seccomp(dir)?;
+    let tty_infos: HashMap<u32, criu_proto::TtyInfoEntry> = dir
+        .reader(ImageKind::TtyInfo, 0)?
+        .read_all::<criu_proto::TtyInfoEntry>()?
+        .into_iter()
+        .map(|info| (info.id, info))
+        .collect();
 
     let chain = dir.parent_chain()?;
     let mut pages = PagesLoader {
@@ -298,7 +324,15 @@ pub(crate) fn load(dir: &ImageDir) -> Result<RestoreImages, ImageLoadError> {
     let mut tasks = Vec::with_capacity(entries.len());
     let mut seen_ids: HashMap<(&'static str, u32), i32> = HashMap::new();
     for entry in &entries {
-        let task = load_task(dir, entry, &files, &mut pages, inventory_ids.as_ref())?;
+        let mut task = load_task(dir, entry, &files, &mut pages, inventory_ids.as_ref())?;
+        if let TaskState::Alive { .. } = task.state {
+            task.seccomp = task
+                .cores
+                .iter()
+                .zip(&task.tids)
+                .map(|(core, &tid)| seccomp_chain(dir, &seccomp_filters, tid, core))
+                .collect::<Result<_, _>>()?;
+        }
         if let Some(ids) = &task.ids {
             for (name, id) in [
                 ("files", ids.files_id),
@@ -329,6 +363,7 @@ pub(crate) fn load(dir: &ImageDir) -> Result<RestoreImages, ImageLoadError> {
         sk_queues,
         fifo_data,
         timens,
+        tty_infos,
     })
 }
 
@@ -464,17 +499,127 @@ fn load_pipe_data(
     Ok(data)
 }
 
-fn check_seccomp(dir: &ImageDir) -> Result<(), ImageLoadError> {
-    let mut reader = dir.reader(ImageKind::Seccomp, 0)?;
-    while let Some(entry) = reader.next_entry::<SeccompEntry>()? {
-        if !entry.seccomp_filters.is_empty() {
-            return Err(ImageLoadError::unsupported(
-                dir.label("seccomp.img"),
-                format!("{} seccomp filter(s)", entry.seccomp_filters.len()),
-            ));
+/// Checks the terminals the fds refer to: a pty slave whose session is not
+/// restored with the tree (a shell job's terminal) comes back, with
+/// `shell_job`, as the terminal the restore runs on; other terminals are
+/// not supported yet.
+pub(crate) fn check_ttys(images: &RestoreImages, shell_job: bool) -> Result<(), ImageLoadError> {
+    for task in &images.tasks {
+        for fd in &task.fds {
+            let Some(tty) = images.files.get(&fd.id).and_then(|f| f.tty.as_ref()) else {
+                continue;
+            };
+            let label = format!("fdinfo of pid {}", task.pid);
+            let what = |reason: String| {
+                ImageLoadError::unsupported(
+                    &label,
+                    format!("fd {} (file id {}): {reason}", fd.fd, fd.id),
+                )
+            };
+            let info = images.tty_infos.get(&tty.tty_info_id).ok_or_else(|| {
+                ImageLoadError::invalid(
+                    "tty-info.img",
+                    format!(
+                        "fd {} of pid {} uses terminal {}, which is not in tty-info.img",
+                        fd.fd, task.pid, tty.tty_info_id
+                    ),
+                )
+            })?;
+            if info.r#type != criu_proto::TtyType::Pty as i32
+                || !crate::tty::is_pty_slave(info.rdev)
+            {
+                return Err(what(format!(
+                    "terminal {} of type {} (rdev {:#x}; only a shell job's pty slave)",
+                    info.id, info.r#type, info.rdev
+                )));
+            }
+            let session_in_dump = images
+                .tasks
+                .iter()
+                .any(|t| t.pid == info.sid as i32 && t.sid == t.pid);
+            if session_in_dump {
+                return Err(what(format!(
+                    "a pty controlled by session {} of the dump",
+                    info.sid
+                )));
+            }
+            if !shell_job {
+                return Err(what(format!(
+                    "terminal {} of session {}, outside the dump, without --shell-job",
+                    info.id, info.sid
+                )));
+            }
         }
     }
     Ok(())
+}
+
+fn load_seccomp(dir: &ImageDir) -> Result<Vec<SeccompFilter>, ImageLoadError> {
+    let mut reader = dir.reader(ImageKind::Seccomp, 0)?;
+    let mut filters = Vec::new();
+    while let Some(entry) = reader.next_entry::<SeccompEntry>()? {
+        filters.extend(entry.seccomp_filters);
+    }
+    Ok(filters)
+}
+
+/// The filters of thread `tid`, oldest first. The core names the entry of
+/// the thread's oldest filter; each entry's `prev` names the next newer one
+/// (CRIU writes a chain newest first, each entry pointing at the one written
+/// before it).
+fn seccomp_chain(
+    dir: &ImageDir,
+    filters: &[SeccompFilter],
+    tid: i32,
+    core: &CoreEntry,
+) -> Result<Vec<SeccompInstall>, ImageLoadError> {
+    let Some(tc) = core.thread_core.as_ref() else {
+        return Ok(Vec::new());
+    };
+    if tc.seccomp_mode.unwrap_or(0) != SECCOMP_MODE_FILTER as i32 {
+        return Ok(Vec::new());
+    }
+    let label = dir.label("seccomp.img");
+    let mut index = tc.seccomp_filter.ok_or_else(|| {
+        ImageLoadError::invalid(
+            dir.label(&format!("core-{tid}.img")),
+            "seccomp filter mode without a filter index",
+        )
+    })?;
+    let mut chain = Vec::new();
+    loop {
+        let filter = filters.get(index as usize).ok_or_else(|| {
+            ImageLoadError::invalid(
+                &label,
+                format!(
+                    "thread {tid} uses filter {index}, but there are {} filter(s)",
+                    filters.len()
+                ),
+            )
+        })?;
+        if chain.len() >= filters.len() {
+            return Err(ImageLoadError::invalid(
+                &label,
+                format!("the filter chain of thread {tid} loops at filter {index}"),
+            ));
+        }
+        let len = filter.filter.len();
+        if len == 0 || len % 8 != 0 || len > SECCOMP_MAX_PROGRAM {
+            return Err(ImageLoadError::invalid(
+                &label,
+                format!("filter {index} of thread {tid} has a bad length of {len} bytes"),
+            ));
+        }
+        chain.push(SeccompInstall {
+            program: filter.filter.clone(),
+            flags: filter.flags.unwrap_or(0),
+        });
+        match filter.prev {
+            Some(prev) => index = prev,
+            None => break,
+        }
+    }
+    Ok(chain)
 }
 
 fn load_task(
@@ -530,6 +675,7 @@ fn load_task(
         pages: Vec::new(),
         fs: None,
         fds: Vec::new(),
+        seccomp: Vec::new(),
     };
     if let TaskState::Zombie { .. } = state {
         task.tids.truncate(1);
@@ -710,8 +856,17 @@ fn check_core(file: &str, core: &CoreEntry) -> Result<(), ImageLoadError> {
         ));
     }
     if let Some(tcore) = &core.thread_core {
-        if tcore.seccomp_mode.unwrap_or(0) != 0 {
-            return Err(ImageLoadError::unsupported(file, "seccomp"));
+        match tcore.seccomp_mode.unwrap_or(0) as u32 {
+            0 | SECCOMP_MODE_FILTER => {}
+            SECCOMP_MODE_STRICT => {
+                return Err(ImageLoadError::unsupported(file, "seccomp strict mode"))
+            }
+            other => {
+                return Err(ImageLoadError::invalid(
+                    file,
+                    format!("unknown seccomp mode {other}"),
+                ))
+            }
         }
     }
     Ok(())
@@ -842,6 +997,8 @@ fn check_file_supported(
         Ok(FdTypes::Eventfd) => file.efd.is_some(),
         Ok(FdTypes::Signalfd) => file.sgfd.is_some(),
         Ok(FdTypes::Timerfd) => file.tfd.is_some(),
+        // Which terminals can come back depends on --shell-job: see check_ttys.
+        Ok(FdTypes::Tty) => file.tty.is_some(),
         Ok(FdTypes::Eventpoll) => file.epfd.is_some(),
         Ok(FdTypes::Inotify) => file
             .ify

@@ -11,8 +11,13 @@
 //!    fill pages with one remote `preadv` per contiguous run, PR_SET_MM_MAP),
 //!    threads (remote clone3 with CLONE_THREAD and set_tid), fds, cwd/root,
 //!    signal actions, timers, rlimits, per-thread state;
-//! 4. credentials, last; pending signals; final registers (the trampoline is
-//!    unmapped under PTRACE_SYSCALL); detach.
+//! 4. a shell job's terminal gets the job's group as its foreground group;
+//!    seccomp filters (before the credentials, as CRIU does: installing one
+//!    may need CAP_SYS_ADMIN; the threads are traced with
+//!    PTRACE_O_SUSPEND_SECCOMP so the remaining remote calls are not
+//!    filtered); credentials, then the dumpable flag (a uid change resets
+//!    it); pending signals; final registers (the trampoline is unmapped under
+//!    PTRACE_SYSCALL); detach.
 //!
 //! Any failure after the first task exists kills and reaps every task
 //! created so far: nothing half-restored remains.
@@ -42,6 +47,7 @@ mod sys;
 mod task;
 mod transport;
 mod tree;
+mod tty;
 mod unix;
 
 use std::os::fd::OwnedFd;
@@ -131,7 +137,10 @@ pub struct RestoreOptions {
     /// `false` the caller waits for the root (it is the caller's child).
     pub detach: bool,
     /// `--shell-job`: the root may be outside its dumped session; it stays in
-    /// the caller's session and process group.
+    /// the caller's session and process group. Its terminal (a pty slave of
+    /// a session outside the dump) is the caller's stdin terminal, which gets
+    /// the dumped termios and window size and the job's group in the
+    /// foreground.
     pub shell_job: bool,
     /// Leave every task stopped (SIGSTOP) instead of running.
     pub leave_stopped: bool,
@@ -297,6 +306,7 @@ pub fn restore(opts: &RestoreOptions, notify: Notify<'_>) -> Result<RestoreRepor
             .and_then(|s| FailStage::from_name(&s))
     });
     let images = images::load(&opts.images)?;
+    images::check_ttys(&images, opts.shell_job)?;
     let sessions = tree::plan_sessions(&images, opts.shell_job)?;
     tree::check_pids_free(&images)?;
     if let Some(running) = layout::VdsoLayout::from_maps(&layout::read_maps("self")?) {
@@ -456,6 +466,16 @@ impl Run<'_> {
             }
         }
 
+        // A shell job's terminal follows the job: its group is the
+        // foreground one (CRIU does this unless the root leads its session).
+        let root = &images.tasks[0];
+        if self.opts.shell_job && root.sid != root.pid {
+            let pgid = nix::unistd::getpgid(Some(Pid::from_raw(root.pid)))
+                .map(Pid::as_raw)
+                .unwrap_or(root.pgid);
+            self.files.set_shell_job_foreground(pgid)?;
+        }
+
         if let Some(path) = &self.opts.pidfile {
             std::fs::write(path, images.tasks[0].pid.to_string()).map_err(|source| {
                 RestoreError::Pidfile {
@@ -466,6 +486,13 @@ impl Run<'_> {
         }
         notify_hook(notify, "post-restore", Some(images.tasks[0].pid))?;
 
+        // seccomp filters before the credentials (installing one may need
+        // CAP_SYS_ADMIN); the remote calls after them are not filtered.
+        for proc in self.alive() {
+            task::restore_seccomp(proc, &images.tasks[proc.task].seccomp)
+                .map_err(task_err(proc.pid))?;
+        }
+
         // Credentials last: they may drop what the steps above needed.
         for proc in self.alive() {
             let task = &images.tasks[proc.task];
@@ -473,6 +500,10 @@ impl Run<'_> {
                 if let Some(creds) = core.thread_core.as_ref().and_then(|tc| tc.creds.as_ref()) {
                     task::restore_creds(proc, index, creds).map_err(task_err(proc.pid))?;
                 }
+            }
+            // Changing credentials resets the dumpable flag: set it afterwards.
+            if let Some(dumpable) = task.mm.as_ref().and_then(|mm| mm.dumpable) {
+                task::restore_dumpable(proc, dumpable).map_err(task_err(proc.pid))?;
             }
         }
         self.inject(FailStage::Creds)?;
@@ -602,7 +633,7 @@ impl Run<'_> {
         let tc = leader.tc.as_ref().expect("validated");
         task::restore_sigactions(proc, &tc.sigactions).map_err(task_err)?;
         let mm = task.mm.as_ref().expect("alive");
-        task::restore_task_misc(proc, leader, mm.dumpable, mm.thp_disabled).map_err(task_err)?;
+        task::restore_task_misc(proc, leader, mm.thp_disabled).map_err(task_err)?;
         for (thread, core) in task.cores.iter().enumerate() {
             task::restore_thread_state(proc, thread, core, &tc.comm).map_err(task_err)?;
         }

@@ -281,6 +281,25 @@ pub(crate) fn restore_memory(
     } else {
         -1
     };
+    // The kernel refuses to replace the exe while the old one is mapped, and
+    // the old one is mapped when it is the same file as the dumped exe (a
+    // task restored by a process running the same program): keep it then.
+    let same_file = |a: &str, b: &str| {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    };
+    let exe_fd = if exe_fd >= 0
+        && same_file(
+            &format!("/proc/{pid}/exe"),
+            &format!("/proc/{pid}/fd/{exe_fd}"),
+        ) {
+        -1
+    } else {
+        exe_fd
+    };
     set_mm_map(proc, mm, exe_fd)?;
 
     // 9. Close the fds installed for this.

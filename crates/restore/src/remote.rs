@@ -102,6 +102,9 @@ pub(crate) fn trace_options() -> ptrace::Options {
         | ptrace::Options::PTRACE_O_EXITKILL
 }
 
+/// `PTRACE_O_SUSPEND_SECCOMP` (nix does not name it).
+const PTRACE_O_SUSPEND_SECCOMP: libc::c_int = 1 << 21;
+
 /// Seizes a task and stops it (PTRACE_SEIZE + PTRACE_INTERRUPT).
 pub(crate) fn seize_and_stop(tid: Pid) -> Result<(), RemoteError> {
     ptrace::seize(tid, trace_options()).map_err(ptrace_err("SEIZE", tid))?;
@@ -347,6 +350,15 @@ impl Thread {
     /// The thread's rseq registration: (area, size, signature); size 0 if none.
     pub fn rseq(&self) -> Result<(u64, u32, u32), RemoteError> {
         sys::ptrace::rseq_config(self.tid).map_err(ptrace_err("GET_RSEQ_CONFIGURATION", self.tid))
+    }
+
+    /// Adds PTRACE_O_SUSPEND_SECCOMP to the thread's options: its seccomp
+    /// filters do not act while it is traced, so the remote calls that follow
+    /// the installation of a filter are not filtered; they act again once
+    /// the thread is detached.
+    pub fn suspend_seccomp(&self) -> Result<(), RemoteError> {
+        let options = trace_options() | ptrace::Options::from_bits_retain(PTRACE_O_SUSPEND_SECCOMP);
+        ptrace::setoptions(self.tid, options).map_err(ptrace_err("SETOPTIONS", self.tid))
     }
 
     /// Detaches, letting the thread run (with `signal` delivered, if any).

@@ -7,6 +7,7 @@ use libc::user_regs_struct;
 use nix::unistd::Pid;
 use tracing::{debug, warn};
 
+use crate::images::SeccompInstall;
 use crate::remote::{Memory, RemoteError, Thread};
 use crate::sys;
 
@@ -389,6 +390,85 @@ pub(crate) fn restore_creds(
     Ok(())
 }
 
+/// Sets the dumpable flag of the task's mm to its dumped value. It must run
+/// after the credentials: changing uids or gids resets the flag to the
+/// `suid_dumpable` sysctl value (0 here), which would leave a task that was
+/// dumpable undumpable (and its /proc files owned by root).
+pub(crate) fn restore_dumpable(proc: &Proc, dumpable: i32) -> Result<(), RemoteError> {
+    let current = proc.call(
+        "prctl(PR_GET_DUMPABLE)",
+        libc::SYS_prctl,
+        &[libc::PR_GET_DUMPABLE as u64],
+    )?;
+    if current != dumpable as u64 {
+        proc.call(
+            &format!("prctl(PR_SET_DUMPABLE, {dumpable})"),
+            libc::SYS_prctl,
+            &[libc::PR_SET_DUMPABLE as u64, dumpable as u64],
+        )?;
+    }
+    Ok(())
+}
+
+const SECCOMP_SET_MODE_FILTER: u64 = 1;
+const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
+
+/// Installs the seccomp filters of every thread (`chains`, aligned with the
+/// threads, oldest filter first) by remote `seccomp(SECCOMP_SET_MODE_FILTER)`.
+/// As CRIU does, this runs before the credentials: installing a filter
+/// without no_new_privs needs CAP_SYS_ADMIN, which the task may lose with
+/// them. Every thread is first given PTRACE_O_SUSPEND_SECCOMP, so the
+/// filters do not act on the remote calls that remain; they act once the
+/// threads are detached.
+pub(crate) fn restore_seccomp(
+    proc: &Proc,
+    chains: &[Vec<SeccompInstall>],
+) -> Result<(), RemoteError> {
+    if chains.iter().all(Vec::is_empty) {
+        return Ok(());
+    }
+    for thread in &proc.threads {
+        thread.suspend_seccomp()?;
+    }
+    for (index, chain) in chains.iter().enumerate() {
+        for (position, filter) in chain.iter().enumerate() {
+            // struct sock_fprog { u16 len; u64 filter; } then the program.
+            let program = proc.put(16, &filter.program)?;
+            let mut fprog = Vec::with_capacity(16);
+            fprog.extend_from_slice(&((filter.program.len() / 8) as u16).to_le_bytes());
+            fprog.extend_from_slice(&[0u8; 6]);
+            fprog.extend_from_slice(&program.to_le_bytes());
+            let fprog = proc.put(0, &fprog)?;
+            let call = format!(
+                "seccomp(SET_MODE_FILTER, flags {:#x}) of filter {position}",
+                filter.flags
+            );
+            let ret = proc.call_in(
+                index,
+                &call,
+                libc::SYS_seccomp,
+                &[SECCOMP_SET_MODE_FILTER, filter.flags.into(), fprog],
+            )?;
+            // With TSYNC a positive result is the tid of a thread that could
+            // not be synchronized.
+            if ret != 0 && filter.flags & SECCOMP_FILTER_FLAG_TSYNC != 0 {
+                return Err(RemoteError::UnexpectedStop {
+                    tid: proc.threads[index].tid.as_raw(),
+                    call,
+                    what: format!("could not synchronize thread {ret}"),
+                });
+            }
+        }
+        debug!(
+            pid = proc.pid,
+            tid = proc.threads[index].tid.as_raw(),
+            filters = chain.len(),
+            "seccomp filters installed"
+        );
+    }
+    Ok(())
+}
+
 /// Sets the per-thread kernel state of thread `index`: clear-tid address,
 /// robust futex list, alternate signal stack, name, pdeath signal, rseq.
 pub(crate) fn restore_thread_state(
@@ -479,11 +559,11 @@ pub(crate) fn restore_thread_state(
 }
 
 /// Per-task attributes set by remote calls in the leader: umask is done with
-/// the fs; here personality, subreaper, dumpable, THP, interval timers.
+/// the fs; here personality, subreaper, THP, interval timers (dumpable is
+/// set after the credentials, see [`restore_dumpable`]).
 pub(crate) fn restore_task_misc(
     proc: &Proc,
     core: &CoreEntry,
-    dumpable: Option<i32>,
     thp_disabled: Option<bool>,
 ) -> Result<(), RemoteError> {
     let Some(tc) = core.tc.as_ref() else {
@@ -504,13 +584,6 @@ pub(crate) fn restore_task_misc(
             "prctl(PR_SET_CHILD_SUBREAPER)",
             libc::SYS_prctl,
             &[libc::PR_SET_CHILD_SUBREAPER as u64, 1],
-        )?;
-    }
-    if let Some(d) = dumpable.filter(|&d| d != 1) {
-        proc.call(
-            "prctl(PR_SET_DUMPABLE)",
-            libc::SYS_prctl,
-            &[libc::PR_SET_DUMPABLE as u64, d as u64],
         )?;
     }
     // The blank task inherited the tracer's THP setting (fork copies it).
@@ -535,11 +608,22 @@ pub(crate) fn restore_task_misc(
             (libc::ITIMER_VIRTUAL, timers.virt),
             (libc::ITIMER_PROF, timers.prof),
         ] {
-            if it.vsec == 0 && it.vusec == 0 {
+            if it.vsec == 0 && it.vusec == 0 && it.isec == 0 && it.iusec == 0 {
                 continue;
             }
+            // A value of 0 with an interval is a periodic timer caught after
+            // an expiry and before its re-arm (for ITIMER_REAL the kernel
+            // re-arms only when SIGALRM is dequeued, so this is the state of a
+            // task frozen with SIGALRM pending). It is still armed: it starts
+            // again with a full interval, as CRIU does. A zero value given
+            // to setitimer would disarm it and lose the interval.
+            let (vsec, vusec) = if it.vsec == 0 && it.vusec == 0 {
+                (it.isec, it.iusec)
+            } else {
+                (it.vsec, it.vusec)
+            };
             let mut val = Vec::with_capacity(32);
-            for word in [it.isec, it.iusec, it.vsec, it.vusec] {
+            for word in [it.isec, it.iusec, vsec, vusec] {
                 val.extend_from_slice(&word.to_le_bytes());
             }
             let addr = proc.put(0, &val)?;

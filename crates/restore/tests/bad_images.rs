@@ -177,3 +177,77 @@ fn changed_file_size_is_refused() {
         "{text}"
     );
 }
+
+/// Puts the leader of the fixture in seccomp filter mode with `filter` as
+/// its filter index, over the filters of `entry`.
+fn with_seccomp(dir: &Path, pid: i32, filter: u32, entry: criu_proto::SeccompEntry) {
+    let images = ImageDir::open(dir).unwrap();
+    let mut core: criu_proto::CoreEntry = images
+        .reader(ImageKind::Core, pid as u64)
+        .unwrap()
+        .next_entry()
+        .unwrap()
+        .unwrap();
+    let tc = core.thread_core.as_mut().unwrap();
+    tc.seccomp_mode = Some(2);
+    tc.seccomp_filter = Some(filter);
+    let mut writer = images.writer(ImageKind::Core, pid as u64).unwrap();
+    writer.write_entry(&core).unwrap();
+    writer.finish().unwrap();
+    let mut writer = images.writer(ImageKind::Seccomp, 0).unwrap();
+    writer.write_entry(&entry).unwrap();
+    writer.finish().unwrap();
+}
+
+fn allow_all_filter(prev: Option<u32>) -> criu_proto::SeccompFilter {
+    // BPF_RET|BPF_K SECCOMP_RET_ALLOW
+    let mut insn = vec![0x06, 0, 0, 0];
+    insn.extend_from_slice(&0x7fff_0000u32.to_le_bytes());
+    criu_proto::SeccompFilter {
+        filter: insn,
+        prev,
+        flags: Some(0),
+    }
+}
+
+#[test]
+fn seccomp_filter_index_out_of_range_is_refused() {
+    let (dir, pid) = common::fixture_at_free_pid();
+    let entry = criu_proto::SeccompEntry {
+        seccomp_filters: vec![allow_all_filter(None)],
+    };
+    with_seccomp(dir.path(), pid, 3, entry);
+    let err = expect_refusal(dir.path(), pid);
+    let text = err.to_string();
+    assert!(
+        text.contains("seccomp.img") && text.contains("filter 3"),
+        "{text}"
+    );
+    assert_eq!(err.errno(), Some(libc::EINVAL), "{text}");
+}
+
+#[test]
+fn seccomp_filter_chain_that_loops_is_refused() {
+    let (dir, pid) = common::fixture_at_free_pid();
+    let entry = criu_proto::SeccompEntry {
+        seccomp_filters: vec![allow_all_filter(Some(1)), allow_all_filter(Some(0))],
+    };
+    with_seccomp(dir.path(), pid, 0, entry);
+    let err = expect_refusal(dir.path(), pid);
+    let text = err.to_string();
+    assert!(text.contains("loops"), "{text}");
+}
+
+#[test]
+fn seccomp_filter_of_a_bad_length_is_refused() {
+    let (dir, pid) = common::fixture_at_free_pid();
+    let mut filter = allow_all_filter(None);
+    filter.filter.push(0);
+    let entry = criu_proto::SeccompEntry {
+        seccomp_filters: vec![filter],
+    };
+    with_seccomp(dir.path(), pid, 0, entry);
+    let err = expect_refusal(dir.path(), pid);
+    let text = err.to_string();
+    assert!(text.contains("bad length of 9 bytes"), "{text}");
+}

@@ -343,6 +343,62 @@ fn eventfd_signalfd_timerfd_epoll_socketpair_and_fifo_come_back() {
 }
 
 #[test]
+fn semaphore_eventfd_keeps_its_mode() {
+    let mut t = Testee::start(&["semaphore"]);
+    t.dump_and_restore();
+    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
+    t.wait_for(|l| l == "semaphore reads 1 1", Duration::from_secs(5));
+}
+
+#[test]
+fn seccomp_filter_keeps_denying_on_its_thread_only() {
+    let mut t = Testee::start(&["seccomp", "main"]);
+    t.dump_and_restore();
+    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
+    t.wait_for(
+        |l| l == "seccomp main 77 worker 0 getpid true",
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn seccomp_filter_synchronized_over_threads_keeps_denying_on_all() {
+    let mut t = Testee::start(&["seccomp", "tsync"]);
+    t.dump_and_restore();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", t.pid)).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    assert!(status.contains("Seccomp_filters:\t1"), "{status}");
+    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
+    t.wait_for(
+        |l| l == "seccomp main 77 worker 77 getpid true",
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn periodic_itimer_caught_between_expiry_and_rearm_stays_armed() {
+    let mut t = Testee::start(&["fired-itimer"]);
+    t.dump_and_restore();
+    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
+    t.wait_for(
+        |l| l == "itimer interval 10 armed true",
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn pending_connection_and_one_way_datagram_socket_come_back() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut t = Testee::start(&["pending", cwd.path().to_str().unwrap()]);
+    t.dump_and_restore();
+    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
+    t.wait_for(
+        |l| l == "pending name pending.sock stream ping second false dgram queued+again",
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
 fn inotify_watch_keeps_watching() {
     let watched = tempfile::tempdir().unwrap();
     let mut t = Testee::start(&["inotify", watched.path().to_str().unwrap()]);
@@ -463,9 +519,10 @@ fn credentials_cwd_umask_and_rlimits_come_back() {
         ["100", "200"],
         "{nofile}"
     );
+    // The task was dumpable: changing its uid must not leave it undumpable.
     kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
     t.wait_for(
-        |l| l == format!("creds cwd {} umask 27", cwd.path().display()),
+        |l| l == format!("creds cwd {} umask 27 dumpable 1", cwd.path().display()),
         Duration::from_secs(5),
     );
 }

@@ -101,10 +101,11 @@ fn owned(ret: libc::c_int) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `eventfd(0, EFD_CLOEXEC)`.
-pub(crate) fn eventfd() -> Result<OwnedFd, Errno> {
+/// `eventfd(0, EFD_CLOEXEC)`, with EFD_SEMAPHORE when asked.
+pub(crate) fn eventfd(semaphore: bool) -> Result<OwnedFd, Errno> {
+    let mode = if semaphore { libc::EFD_SEMAPHORE } else { 0 };
     // SAFETY: no pointers; the result is checked.
-    owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })
+    owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | mode) })
 }
 
 /// `signalfd(-1, mask, SFD_CLOEXEC)` for a 64-bit signal mask.
@@ -185,4 +186,29 @@ pub(crate) fn inotify_rm_watch(fd: BorrowedFd<'_>, wd: i32) -> Result<(), Errno>
 pub(crate) fn unshare_time_namespace() -> Result<(), Errno> {
     // SAFETY: no pointers; only the calling thread's nsproxy changes.
     Errno::result(unsafe { libc::unshare(libc::CLONE_NEWTIME) }).map(drop)
+}
+
+/// `ioctl(fd, request, buf)` for the terminal requests that take a pointer
+/// to a structure the kernel reads (TCSETS, TIOCSLCKTRMIOS, TIOCSWINSZ).
+fn tty_ioctl_write(fd: BorrowedFd<'_>, request: libc::c_ulong, buf: &[u8]) -> Result<(), Errno> {
+    // SAFETY: the kernel reads at most the size of the structure of the
+    // request from `buf`, which the callers size exactly (36-byte kernel
+    // termios, 8-byte winsize); nothing is written to it.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request, buf.as_ptr()) };
+    Errno::result(ret).map(drop)
+}
+
+/// TCSETS with a kernel `struct termios` (4 flag words, c_line, c_cc[19]).
+pub(crate) fn tty_set_termios(fd: BorrowedFd<'_>, termios: &[u8; 36]) -> Result<(), Errno> {
+    tty_ioctl_write(fd, libc::TCSETS, termios)
+}
+
+/// TIOCSLCKTRMIOS with a kernel `struct termios`.
+pub(crate) fn tty_set_locked_termios(fd: BorrowedFd<'_>, termios: &[u8; 36]) -> Result<(), Errno> {
+    tty_ioctl_write(fd, libc::TIOCSLCKTRMIOS, termios)
+}
+
+/// TIOCSWINSZ with a `struct winsize` (rows, columns, x and y pixels).
+pub(crate) fn tty_set_winsize(fd: BorrowedFd<'_>, winsize: &[u8; 8]) -> Result<(), Errno> {
+    tty_ioctl_write(fd, libc::TIOCSWINSZ, winsize)
 }

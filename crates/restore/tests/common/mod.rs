@@ -20,7 +20,10 @@ pub fn init_logging() {
 
 /// The CRIU 4.2 fixture directory.
 pub fn fixture_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/criu42-sleep"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/criu42-sleep"
+    ))
 }
 
 /// Copies every file of `from` into a new temporary directory (writable).

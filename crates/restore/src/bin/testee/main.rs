@@ -3,7 +3,9 @@
 //! reports through stdout what it sees after the restore.
 //!
 //! Modes: `counter`, `threads N`, `sleeper SECS`, `reader PATH`, `tree`,
-//! `zombie`, `pipe`, `ghost PATH`, `shmem`.
+//! `zombie`, `pipe`, `ghost PATH`, `shmem`, `semaphore`, `seccomp main|tsync`,
+//! `fired-itimer`, `pending DIR`, `shell-job` (run under `pty-run`), and the
+//! helpers `pty-run CMD...` and `restore-shell-job DIR`; see each function.
 
 #[allow(unsafe_code)]
 mod sys;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{getpid, getppid, gettid};
+use nix::unistd::{getpid, getppid, gettid, Pid};
 
 fn out(line: &str) {
     let mut stdout = std::io::stdout().lock();
@@ -285,6 +287,188 @@ fn fds(fifo_path: &str) {
     drop(a);
 }
 
+/// An EFD_SEMAPHORE eventfd with a count of 3: after SIGUSR1 one read must
+/// return 1 (a plain eventfd would return the whole count).
+fn semaphore() {
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    block_usr1();
+    let efd = EventFd::from_value_and_flags(3, EfdFlags::EFD_SEMAPHORE).expect("eventfd");
+    out("ready");
+    wait_usr1();
+    let first = efd.read().expect("eventfd read");
+    let second = efd.read().expect("eventfd read");
+    out(&format!("semaphore reads {first} {second}"));
+}
+
+/// A seccomp filter denying sysinfo() with errno 77 (on two threads with
+/// TSYNC, or on the main thread only): after SIGUSR1 each thread reports
+/// the errno of sysinfo() and whether getpid() still works.
+fn seccomp(tsync: bool) {
+    block_usr1();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        ready_tx.send(()).expect("signal the main thread");
+        let _ = go_rx.recv();
+        sys::sysinfo_errno()
+    });
+    ready_rx.recv().expect("the worker started");
+    sys::deny_sysinfo(tsync);
+    out("ready");
+    wait_usr1();
+    let main_errno = sys::sysinfo_errno();
+    go_tx.send(()).expect("wake the worker");
+    let worker_errno = worker.join().expect("join");
+    out(&format!(
+        "seccomp main {main_errno} worker {worker_errno} getpid {}",
+        getpid().as_raw() > 0
+    ));
+}
+
+/// A periodic ITIMER_REAL (10 s interval) whose first expiry has fired while
+/// SIGALRM is blocked: the kernel re-arms a periodic real timer only when
+/// SIGALRM is dequeued, so until then getitimer reports a value of 0 with
+/// the interval. After SIGUSR1 the timer is reported.
+fn fired_itimer() {
+    block_usr1();
+    let mut alrm = SigSet::empty();
+    alrm.add(Signal::SIGALRM);
+    alrm.thread_block().expect("block SIGALRM");
+    sys::set_periodic_real_timer(10, 10);
+    // Fired: the value reads 0 until SIGALRM is dequeued.
+    while sys::real_timer() != (0, 10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    out("ready");
+    wait_usr1();
+    let (left, interval) = sys::real_timer();
+    out(&format!("itimer interval {interval} armed {}", left > 0));
+}
+
+/// In `dir` (the cwd): a listening stream socket bound to the relative name
+/// `pending.sock` with one connection still in its accept queue, and a
+/// datagram socket bound to `dgram.sock` with a client connected to it
+/// one-way and one datagram queued. After SIGUSR1 the connection is
+/// accepted and used, and the datagrams are read.
+fn pending(dir: &str) {
+    use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+    block_usr1();
+    std::env::set_current_dir(dir).expect("chdir");
+    let listener = UnixListener::bind("pending.sock").expect("bind");
+    let mut client = UnixStream::connect("pending.sock").expect("connect");
+    let server = UnixDatagram::bind("dgram.sock").expect("bind dgram");
+    let sender = UnixDatagram::unbound().expect("dgram socket");
+    sender.connect("dgram.sock").expect("connect dgram");
+    sender.send(b"queued").expect("send dgram");
+    out("ready");
+    wait_usr1();
+    let name = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+        .unwrap_or_default();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let accepted = listener.accept();
+    let stream = match accepted {
+        Ok((mut conn, _)) => {
+            client.write_all(b"ping").expect("client write");
+            let mut buf = [0u8; 4];
+            conn.read_exact(&mut buf).expect("server read");
+            String::from_utf8_lossy(&buf).to_string()
+        }
+        Err(e) => format!("none({e})"),
+    };
+    let second = listener.accept().is_ok();
+    sender.send(b"again").expect("send dgram");
+    let mut buf = [0u8; 16];
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let n = server.recv(&mut buf).expect("recv dgram");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    out(&format!(
+        "pending name {name} stream {stream} second {second} dgram {}",
+        got.join("+")
+    ));
+}
+
+/// `pty-run CMD ARGS...`: a session leader whose controlling terminal is a
+/// new pty, running CMD with the pty slave as stdin (a shell running a job).
+/// Prints the exit of CMD.
+fn pty_run(command: &[String]) {
+    use std::os::fd::AsFd;
+    nix::unistd::setsid().expect("setsid");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .expect("FD_CLOEXEC");
+    }
+    sys::take_controlling_terminal(pty.slave.as_fd());
+    let status = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .stdin(std::process::Stdio::from(pty.slave))
+        .status()
+        .expect("run the command on the pty");
+    out(&format!("pty-run exit {status}"));
+    drop(pty.master);
+}
+
+/// A shell job: not a session leader, in its own process group, the
+/// foreground group of its terminal (stdin), with ECHO off. After SIGUSR1 it
+/// reports its terminal and how it stands in it.
+fn shell_job() {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    block_usr1();
+    let stdin = std::io::stdin();
+    nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).expect("setpgid");
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    ttou.thread_block().expect("block SIGTTOU");
+    nix::unistd::tcsetpgrp(&stdin, getpid()).expect("tcsetpgrp");
+    let mut termios = tcgetattr(&stdin).expect("tcgetattr");
+    termios.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &termios).expect("tcsetattr");
+    out(&format!("job {}", getpid()));
+    out("ready");
+    wait_usr1();
+    let tty = nix::unistd::ttyname(&stdin)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("none({e})"));
+    let echo = tcgetattr(&stdin)
+        .map(|t| t.local_flags.contains(LocalFlags::ECHO))
+        .unwrap_or(true);
+    let foreground = nix::unistd::tcgetpgrp(&stdin).ok() == Some(getpid());
+    let sid = nix::unistd::getsid(None).expect("getsid");
+    out(&format!(
+        "shell-job tty {tty} echo {echo} foreground {foreground} leader {} own group {} terminal session {}",
+        sid == getpid(),
+        nix::unistd::getpgrp() == getpid(),
+        sys::terminal_session() == sid.as_raw()
+    ));
+}
+
+/// `restore-shell-job DIR`: restores the images in DIR as a shell job on
+/// this process's terminal, prints that terminal, waits for the job.
+fn restore_shell_job(dir: &str) {
+    let tty = nix::unistd::ttyname(std::io::stdin())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let images = criu_image::ImageDir::open(dir).expect("images");
+    let mut opts = criu_restore::RestoreOptions::new(images);
+    opts.shell_job = true;
+    match criu_restore::restore(&opts, &mut |_, _| Ok(())) {
+        Ok(report) => {
+            out(&format!("restored {} on {tty}", report.root_pid));
+            let status = waitpid(Pid::from_raw(report.root_pid), None);
+            out(&format!("job ended {status:?}"));
+        }
+        Err(e) => out(&format!("restore failed: {e}")),
+    }
+}
+
 /// An inotify watch on a directory: after SIGUSR1, a file is created there
 /// and the event is read.
 fn inotify(dir: &str) {
@@ -370,7 +554,11 @@ fn creds(dir: &str) {
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    out(&format!("creds cwd {cwd} umask {:o}", sys::umask_now()));
+    let dumpable = nix::sys::prctl::get_dumpable().map(u8::from).unwrap_or(9);
+    out(&format!(
+        "creds cwd {cwd} umask {:o} dumpable {dumpable}",
+        sys::umask_now()
+    ));
 }
 
 /// `mib` MiB of heap filled with a pattern; after SIGUSR1 the pattern is
@@ -452,8 +640,15 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map(String::as_str);
     // TESTEE_SHELL_JOB=1: stay in the caller's session (a shell job).
-    if !matches!(mode, Some("child") | Some("pgchild") | Some("exit"))
-        && std::env::var_os("TESTEE_SHELL_JOB").is_none()
+    if !matches!(
+        mode,
+        Some("child")
+            | Some("pgchild")
+            | Some("exit")
+            | Some("pty-run")
+            | Some("shell-job")
+            | Some("restore-shell-job")
+    ) && std::env::var_os("TESTEE_SHELL_JOB").is_none()
     {
         let _ = nix::unistd::setsid();
     }
@@ -477,6 +672,13 @@ fn main() {
         Some("shmem") => shmem(),
         Some("fds") => fds(&args[2]),
         Some("inotify") => inotify(&args[2]),
+        Some("semaphore") => semaphore(),
+        Some("pty-run") => pty_run(&args[2..]),
+        Some("shell-job") => shell_job(),
+        Some("restore-shell-job") => restore_shell_job(&args[2]),
+        Some("pending") => pending(&args[2]),
+        Some("fired-itimer") => fired_itimer(),
+        Some("seccomp") => seccomp(args[2] == "tsync"),
         Some("service") => service(),
         Some("signals") => signals(),
         Some("ptimer") => ptimer(),

@@ -167,3 +167,106 @@ pub fn posix_timer_left(id: usize) -> i64 {
         spec.it_value.tv_sec
     }
 }
+
+/// Sets no_new_privs and installs a seccomp filter that makes sysinfo()
+/// fail with errno 77 and allows everything else; with `tsync`, on every
+/// thread of the process.
+pub fn deny_sysinfo(tsync: bool) {
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let stmt = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let program = [
+        // A = seccomp_data.nr
+        stmt((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_sysinfo as u32,
+        },
+        stmt((libc::BPF_RET | libc::BPF_K) as u16, SECCOMP_RET_ERRNO | 77),
+        stmt((libc::BPF_RET | libc::BPF_K) as u16, SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    let flags = if tsync { SECCOMP_FILTER_FLAG_TSYNC } else { 0 };
+    // SAFETY: prctl with integer arguments; seccomp reads `fprog` and the
+    // program it points at, both alive for the call.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                flags,
+                &fprog as *const libc::sock_fprog
+            ),
+            0,
+            "seccomp"
+        );
+    }
+}
+
+/// The errno sysinfo() fails with in this thread (0 if it succeeds).
+pub fn sysinfo_errno() -> i32 {
+    // SAFETY: sysinfo writes into a zeroed struct it is given.
+    unsafe {
+        let mut info: libc::sysinfo = std::mem::zeroed();
+        if libc::sysinfo(&mut info) == 0 {
+            0
+        } else {
+            *libc::__errno_location()
+        }
+    }
+}
+
+/// Arms ITIMER_REAL: first expiry after `value_ms`, then every `interval_s`.
+pub fn set_periodic_real_timer(value_ms: i64, interval_s: i64) {
+    let it = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: interval_s,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: value_ms * 1000,
+        },
+    };
+    // SAFETY: valid pointers for the call.
+    let ret = unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
+    assert_eq!(ret, 0, "setitimer");
+}
+
+/// ITIMER_REAL as (seconds left, interval seconds).
+pub fn real_timer() -> (i64, i64) {
+    // SAFETY: getitimer fills the zeroed struct it is given.
+    unsafe {
+        let mut it: libc::itimerval = std::mem::zeroed();
+        assert_eq!(libc::getitimer(libc::ITIMER_REAL, &mut it), 0, "getitimer");
+        (it.it_value.tv_sec, it.it_interval.tv_sec)
+    }
+}
+
+/// Makes the terminal `fd` the controlling terminal of the calling session
+/// leader (TIOCSCTTY).
+pub fn take_controlling_terminal(fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSCTTY takes an integer argument; no memory is passed.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    assert_eq!(ret, 0, "TIOCSCTTY");
+}
+
+/// The session of the terminal on fd 0 (tcgetsid), or -1.
+pub fn terminal_session() -> i32 {
+    // SAFETY: tcgetsid has no memory arguments.
+    unsafe { libc::tcgetsid(0) }
+}
