@@ -5,11 +5,41 @@
 use std::process::Command;
 
 use crate::setup;
+use crate::suite::Tally;
 
 /// Builds `criu` (crates/cli) and `criu-conformance`, then runs the runner against that `criu`.
 /// Returns `Err` when the build fails or any cell of the table is `fail`; `not-yet` cells (the engine
 /// clearly refused a state it does not support yet) do not fail the stage.
 pub fn run(args: &[String]) -> Result<(), String> {
+    run_counted(args).1
+}
+
+/// The conformance run with its cell counts from results.json: pass, fail, and not-yet or not
+/// applicable as skipped.
+pub fn run_counted(args: &[String]) -> (Tally, Result<(), String>) {
+    let outcome = run_runner(args);
+    let results = setup::target_dir().join("conformance").join("results.json");
+    let tally = std::fs::read(&results)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .map(|json| count_cells(&json))
+        .unwrap_or_default();
+    (tally, outcome)
+}
+
+fn count_cells(results: &serde_json::Value) -> Tally {
+    let mut tally = Tally::default();
+    for cell in results["cells"].as_array().into_iter().flatten() {
+        match cell["outcome"].as_str() {
+            Some("pass") => tally.passed += 1,
+            Some("fail") => tally.failed += 1,
+            _ => tally.skipped += 1,
+        }
+    }
+    tally
+}
+
+fn run_runner(args: &[String]) -> Result<(), String> {
     setup::cargo(&["build", "-p", "criu-cli", "-p", "criu-conformance"])?;
     let mut runner = Command::new(setup::built_binary("debug", "criu-conformance"));
     if !args.iter().any(|arg| arg == "--criu") {

@@ -22,6 +22,7 @@ commands:
   demo       checkpoint and restore a sample process with the criu binary
   test       every test: unit and integration tests, the conformance suite, the RPC suite
   test-rpc   the RPC suite alone (service and swrk, Rust and pycriu clients)
+  conformance  the conformance suite alone (args go to its runner, e.g. --only pipe_data)
   bench      benchmarks against the machine's own limits (Markdown + JSON in target/bench/)
   fuzz       a short bounded fuzz run of the image reader";
 
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         "test" => suite::run_all(rest),
         "fuzz" => fuzz::run(rest),
         "test-rpc" => rpc::run(rest),
+        "conformance" => conformance::run(rest),
         "bench" => bench::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::setup;
+use crate::suite::Tally;
 
 /// The Python interpreter that has Debian's pycriu and protobuf (the PATH one may not).
 const PYTHON: &str = "/usr/bin/python3";
@@ -33,7 +34,25 @@ struct Row {
     note: String,
 }
 
+/// `cargo xtask test-rpc`.
 pub fn run(args: &[String]) -> Result<(), String> {
+    run_counted(args).1
+}
+
+/// The RPC suite with its test counts, for `cargo xtask test`'s closing line.
+pub fn run_counted(args: &[String]) -> (Tally, Result<(), String>) {
+    let mut rows = Vec::new();
+    let outcome = run_rows(args, &mut rows);
+    let failed = rows.iter().filter(|row| !row.passed).count();
+    let tally = Tally {
+        passed: rows.len() - failed,
+        failed,
+        skipped: 0,
+    };
+    (tally, outcome)
+}
+
+fn run_rows(args: &[String], rows: &mut Vec<Row>) -> Result<(), String> {
     let known: Vec<&str> = std::iter::once("rust")
         .chain(PYTHON_STAGES.iter().copied())
         .collect();
@@ -73,7 +92,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ("CRIU_RS_NO_BUILD", "1".to_owned()),
     ];
 
-    let mut rows = Vec::new();
     if wanted("rust") {
         rows.extend(run_rust_tests(&env));
     }
@@ -83,7 +101,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     rows.push(service.stop());
 
-    print_table(&rows, suite_started.elapsed());
+    print_table(rows, suite_started.elapsed());
     let failed = rows.iter().filter(|row| !row.passed).count();
     if failed == 0 {
         let _ = std::fs::remove_dir_all(&work);

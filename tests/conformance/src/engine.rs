@@ -19,8 +19,14 @@ pub struct Failure {
     pub message: String,
 }
 
-/// Phrases by which an engine says it does not support something (case-insensitive).
-const REFUSAL_PHRASES: &[&str] = &["not supported", "unsupported", "not yet", "not implemented"];
+/// The exact phrases by which our engines refuse a state they do not support yet (case-insensitive):
+/// criu-dump's "... is not supported yet." and criu-restore's "... is not supported by this restore
+/// yet". Kept narrow on purpose: a looser match such as "not supported" would also catch the kernel's
+/// strerror(EOPNOTSUPP), "Operation not supported", and hide a real failure as not-yet.
+const REFUSAL_PHRASES: &[&str] = &[
+    "is not supported yet",
+    "is not supported by this restore yet",
+];
 
 /// Classifies a failed `action` from its exit, log file and stderr.
 pub fn classify(action: &str, outcome: &str, log: &Path, stderr: &str) -> Failure {
@@ -476,13 +482,13 @@ mod tests {
 
     #[test]
     fn a_clear_refusal_is_not_yet_with_the_first_error_line() {
-        let log = log_with("(00.1) Info: seizing 42\n(00.2) Error (dump/files.rs:10): timerfd fds are not supported yet\n(00.3) Error (cli.rs:1): Dumping FAILED\n");
+        let log = log_with("(00.1) Info: seizing 42\n(00.2) Error (dump/files.rs:10): timerfd fd 5 is not supported yet\n(00.3) Error (cli.rs:1): Dumping FAILED\n");
         let failure = classify("dump", "failed (exit code 1)", log.path(), "");
         assert!(failure.not_yet);
         assert!(
             failure
                 .message
-                .contains("timerfd fds are not supported yet"),
+                .contains("timerfd fd 5 is not supported yet"),
             "{}",
             failure.message
         );
@@ -508,6 +514,18 @@ mod tests {
         assert!(
             !failure.not_yet,
             "only the first error line may make a cell not-yet"
+        );
+    }
+
+    #[test]
+    fn a_kernel_eopnotsupp_is_a_failure_not_a_refusal() {
+        let log = log_with(
+            "(00.2) Error (restore/files.rs:9): setsockopt(SO_PEEK_OFF) on fd 4: Operation not supported (os error 95)\n",
+        );
+        let failure = classify("restore", "failed (exit code 1)", log.path(), "");
+        assert!(
+            !failure.not_yet,
+            "strerror(EOPNOTSUPP) must not read as a refusal"
         );
     }
 
