@@ -49,6 +49,14 @@
 //! (absent on these kernels) nothing is tracked, so the final dump writes
 //! every page again and never refers to the parent's pages.
 //!
+//! With [`DumpOptions::page_server`] the pages go to a CRIU 4.2 page server
+//! (`criu page-server`, or CRIU's own) as CRIU sends them: OPEN2 per pagemap
+//! (task pagemaps in pstree order, shmem pagemaps when their object is first
+//! seen), one ADD_F with PE_PRESENT (| PE_LAZY) plus data per pagemap entry,
+//! and CLOSE (FORCE_CLOSE on an adopted `ps.fd` socket) once the inventory
+//! is written, before post-dump. The server writes `pagemap-*.img` and
+//! `pages-*.img`; this side writes every other image and the same stats.
+//!
 //! Failure safety: on any error every task is resumed exactly as it was
 //! (registers, signal mask, running or stopped), nothing is killed, and the
 //! images directory holds no `inventory.img` (it is written last and removed
@@ -67,6 +75,8 @@ mod seccomp;
 pub mod sys;
 mod task;
 pub mod thread;
+
+pub use pagepipe::PageServerAddr;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -158,6 +168,11 @@ pub struct DumpOptions {
     pub pre_dump: bool,
     /// Failure injection (tests); `CRIU_RS_FAIL_AT=<stage>` also sets it.
     pub fail_at: Option<FailPoint>,
+    /// Send memory pages to this page server (`--page-server --address A
+    /// --port P`, RPC `opts.ps`) instead of writing `pagemap-*.img` and
+    /// `pages-*.img` here: the server writes both; every other image still
+    /// goes to `images`.
+    pub page_server: Option<PageServerAddr>,
 }
 
 impl DumpOptions {
@@ -179,6 +194,7 @@ impl DumpOptions {
             timeout: None,
             pre_dump: false,
             fail_at: None,
+            page_server: None,
         }
     }
 }
@@ -282,6 +298,9 @@ pub enum DumpError {
     /// Pagemap writing.
     #[error("Cannot write pages: {0}")]
     Pagemap(#[from] PagemapError),
+    /// Storing pages (images or page server).
+    #[error("Cannot store pages: {0}")]
+    PagesOut(#[from] pagepipe::PagesOutError),
     /// Inventory/stats writing.
     #[error("Cannot write the inventory: {0}")]
     Inventory(#[from] inventory::InventoryError),
@@ -331,6 +350,10 @@ impl DumpError {
             DumpError::Proc(e) => e.raw_os_error(),
             DumpError::Io { source, .. } => source.raw_os_error(),
             DumpError::Image(e) => e.raw_os_error(),
+            DumpError::PagesOut(pagepipe::PagesOutError::Connect { source, .. })
+            | DumpError::PagesOut(pagepipe::PagesOutError::Socket { source, .. }) => {
+                source.raw_os_error()
+            }
             _ => None,
         }
     }
@@ -474,6 +497,8 @@ fn dump_inner(
     if let Some(parent) = &opts.parent_img {
         opts.images.set_parent(parent)?;
     }
+    // Like CRIU: connect before freezing, so an unreachable server costs nothing.
+    let page_store = page_store(opts)?;
 
     let freeze_start = Instant::now();
     let mut freeze_opts = FreezeOptions {
@@ -491,7 +516,6 @@ fn dump_inner(
     let freezing_time = freeze_start.elapsed();
     let frozen_start = Instant::now();
 
-    let pages_ids = std::sync::Arc::new(criu_image::PagesIdAllocator::new());
     let shmem_dir = opts
         .images
         .as_fd()
@@ -512,7 +536,7 @@ fn dump_inner(
         images: &opts.images,
         ids: id_spaces,
         files: FileTable::default(),
-        pages_ids: pages_ids.clone(),
+        page_store: page_store.clone(),
         pages: PageCounters::default(),
         cg_set: cgroup_set(pid),
         fail_at,
@@ -526,19 +550,23 @@ fn dump_inner(
     ctx.files.tcp_established = opts.tcp_established;
     ctx.files.shmem = Some(files::ShmemOut {
         images: shmem_dir,
-        pages_ids,
+        store: page_store.clone(),
         scanned: 0,
         written: 0,
         pipes: 0,
         pipe_bufs: 0,
     });
     let dumped = dump_frozen(opts, &mut ctx, &mut tree, &own_ns).and_then(|pids| {
+        // CRIU ends the page-server session after the inventory and before
+        // post-dump: the server's answer confirms the pages are stored.
+        page_store.close()?;
         notify(notify_hook, "post-dump")?;
         Ok(pids)
     });
     let pids = match dumped {
         Ok(pids) => pids,
         Err(e) => {
+            close_after_failure(&page_store);
             remove_inventory(&opts.images);
             for socket in ctx.files.repaired.drain(..) {
                 socket.release();
@@ -613,6 +641,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     }
     let me = std::process::id() as i32;
     let (ns, own_ns) = NsIds::new(me)?;
+    let page_store = page_store(opts)?;
     let freeze_start = Instant::now();
     let mut freeze_opts = FreezeOptions {
         freezer: opts.freeze_cgroup.clone(),
@@ -638,7 +667,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
             ns,
         },
         files: FileTable::default(),
-        pages_ids: std::sync::Arc::new(criu_image::PagesIdAllocator::new()),
+        page_store: page_store.clone(),
         pages: PageCounters::default(),
         cg_set: 1,
         fail_at,
@@ -656,7 +685,9 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     let frozen_time = frozen_start.elapsed();
     let pids = tree.pids();
     let resumed = tree.resume();
+    let result = result.and_then(|()| Ok(page_store.close()?));
     if let Err(e) = result {
+        close_after_failure(&page_store);
         remove_inventory(&opts.images);
         if let Err(r) = resumed {
             tracing::error!("Cannot resume the tree after a failed pre-dump: {r}");
@@ -695,6 +726,22 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
         pages_written: counters.written,
         pages_scanned: counters.scanned,
     })
+}
+
+/// The pagemaps' destination: the page server when one is given.
+fn page_store(opts: &DumpOptions) -> Result<pagepipe::PageStore, DumpError> {
+    Ok(match &opts.page_server {
+        Some(addr) => pagepipe::PageStore::server(addr)?,
+        None => pagepipe::PageStore::images(opts.images.clone()),
+    })
+}
+
+/// CRIU ends the page-server session on failure too (the dump's own result
+/// tells whether the images are usable); a broken connection is only logged.
+fn close_after_failure(store: &pagepipe::PageStore) {
+    if let Err(e) = store.close() {
+        tracing::warn!("Cannot end the page-server session after a failed dump: {e}");
+    }
 }
 
 fn remove_inventory(images: &ImageDir) {

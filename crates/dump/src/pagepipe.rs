@@ -1,4 +1,6 @@
-//! A model of CRIU's page pipe (criu/page-pipe.c), used only to
+//! Where a dump's pages go ([`PageStore`]: the images directory or a page
+//! server, each behind the [`PagemapDest`] trait object of a [`PagemapOut`]),
+//! and a model of CRIU's page pipe (criu/page-pipe.c), used only to
 //! cut pagemap entries exactly where CRIU 4.2 cuts them. CRIU moves pages
 //! through pipe buffers ("ppb"): a new buffer starts when the PE_LAZY-ness of
 //! pages changes or the pipe is full and cannot grow; contiguous pages merge
@@ -50,6 +52,8 @@ pub struct PagePipeModel {
     /// Buffers allocated (stats-dump page_pipe_bufs).
     pub bufs_allocated: u64,
     out: Vec<Run>,
+    /// Runs of the current chunk already handed out by `take_settled_runs`.
+    settled: usize,
 }
 
 impl PagePipeModel {
@@ -72,6 +76,7 @@ impl PagePipeModel {
             pipes_created: 0,
             bufs_allocated: 0,
             out: Vec::new(),
+            settled: 0,
         };
         // create_page_pipe grows once with flags 0.
         let grown = model.grow(false);
@@ -211,15 +216,41 @@ impl PagePipeModel {
         }
     }
 
-    fn flush(&mut self) {
-        for &i in &self.bufs {
-            self.out.extend(self.all[i].iovs.iter().copied());
-        }
+    /// The runs of the current chunk, in buffer order (= address order).
+    fn chunk_runs(&self) -> impl Iterator<Item = Run> + '_ {
+        self.bufs
+            .iter()
+            .flat_map(move |&i| self.all[i].iovs.iter().copied())
     }
 
-    /// Entries completed so far (drained).
+    fn flush(&mut self) {
+        let unsettled: Vec<Run> = self.chunk_runs().skip(self.settled).collect();
+        self.out.extend(unsettled);
+        self.settled = 0;
+    }
+
+    /// Entries completed by chunk flushes so far (drained).
     pub fn take_runs(&mut self) -> Vec<Run> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Every entry that can no longer change, in order (drained): the
+    /// flushed ones and, in the current chunk, all runs but the last (only
+    /// the last run of the last buffer ever grows). Emitting them early keeps
+    /// what a page-server destination must hold back to one run.
+    pub fn take_settled_runs(&mut self) -> Vec<Run> {
+        let mut runs = std::mem::take(&mut self.out);
+        let total = self.chunk_runs().count();
+        let settled = total.saturating_sub(1);
+        if settled > self.settled {
+            runs.extend(
+                self.chunk_runs()
+                    .skip(self.settled)
+                    .take(settled - self.settled),
+            );
+            self.settled = settled;
+        }
+        runs
     }
 
     /// Flushes what is left and returns every remaining entry.
@@ -294,6 +325,36 @@ mod tests {
     }
 
     #[test]
+    fn settled_runs_are_the_same_entries_earlier() {
+        // Lazy flips, gaps and pipe-full cuts, over more than one chunk.
+        let mut pattern = Vec::new();
+        let mut vaddr = 0x4000_0000u64;
+        for i in 0..3000u64 {
+            vaddr += if i % 97 == 0 { 3 * 4096 } else { 4096 };
+            pattern.push((vaddr, (i / 50) % 3 == 0));
+        }
+        let mut whole = PagePipeModel::new(1 << 20);
+        let mut early = PagePipeModel::new(1 << 20);
+        let mut early_runs = Vec::new();
+        for &(va, lazy) in &pattern {
+            whole.add_page(va, lazy);
+            early.add_page(va, lazy);
+            let settled = early.take_settled_runs();
+            // Settled runs never include the run still being filled.
+            if let Some(last) = settled.last() {
+                assert!(last.vaddr + last.nr_pages * 4096 <= va);
+            }
+            early_runs.extend(settled);
+        }
+        let (rest, pipes, bufs) = early.finish();
+        early_runs.extend(rest);
+        let (runs, whole_pipes, whole_bufs) = whole.finish();
+        assert!(runs.len() > 20, "the pattern must cut many entries");
+        assert_eq!(early_runs, runs);
+        assert_eq!((pipes, bufs), (whole_pipes, whole_bufs));
+    }
+
+    #[test]
     fn chunk_flush_after_eight_pipes_keeps_every_page() {
         let mut m = PagePipeModel::new(1 << 20);
         pages(&mut m, 0x1000_0000, 256 * 9 + 5, false);
@@ -308,12 +369,406 @@ mod tests {
     }
 }
 
-/// Writes `pagemap-*.img` and its `pages-<id>.img`, cutting entries where
-/// CRIU's page pipe would.
+/// Why pages could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PagesOutError {
+    /// Writing a local pagemap or pages image.
+    #[error("{0}")]
+    Image(#[from] criu_image::ImageError),
+    /// Connecting to the page server.
+    #[error("cannot connect to the page server at {address}:{port}: {source}")]
+    Connect {
+        /// Address as given.
+        address: String,
+        /// TCP port.
+        port: u16,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The page-server socket fd given by the caller (`ps.fd`) is unusable.
+    #[error("cannot use the page-server socket fd {fd}: {source}")]
+    Socket {
+        /// The fd number.
+        fd: i32,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The page-server protocol (OPEN2, CLOSE) failed.
+    #[error("page server, {what}: {source}")]
+    Protocol {
+        /// What was being done, naming the pagemap.
+        what: String,
+        /// Cause.
+        source: criu_pages::page_server::PageServerError,
+    },
+    /// Sending page data failed.
+    #[error("page server, sending {nr_pages} pages at {vaddr:#x} of {dst:?}: {source}")]
+    Send {
+        /// The pagemap.
+        dst: criu_pages::page_server::PagemapId,
+        /// First page of the entry.
+        vaddr: u64,
+        /// Its length.
+        nr_pages: u64,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The connection was already closed (CLOSE sent) when more pages came.
+    #[error("page server connection already closed when opening {0:?}")]
+    Closed(criu_pages::page_server::PagemapId),
+    /// Page data was left that no entry covers (a bug in the caller).
+    #[error("{bytes} bytes of page data at the end of {dst:?} belong to no pagemap entry")]
+    Uncovered {
+        /// The pagemap.
+        dst: criu_pages::page_server::PagemapId,
+        /// Left over.
+        bytes: usize,
+    },
+}
+
+/// Where one pagemap's entries and page contents go: the images directory
+/// (`pagemap-*.img` + `pages-*.img`) or a page server (OPEN2 + ADD_F per
+/// entry; the server writes both images). [`PagemapOut`] does the page-pipe
+/// bookkeeping once for both.
+pub trait PagemapDest: std::fmt::Debug {
+    /// Page contents, in address order, before the entries covering them.
+    fn pages(&mut self, data: &[u8]) -> Result<(), PagesOutError>;
+    /// Entries that are final, in order; together they cover the page
+    /// contents given so far, in the same order.
+    fn entries(&mut self, runs: &[Run]) -> Result<(), PagesOutError>;
+    /// Every entry was given.
+    fn finish(self: Box<Self>) -> Result<(), PagesOutError>;
+}
+
+/// PE_* flags of an entry, as CRIU's ppb_xfer_flags gives them in a dump
+/// that transfers lazy pages too.
+fn entry_flags(run: &Run) -> u32 {
+    criu_image::PE_PRESENT | if run.lazy { criu_image::PE_LAZY } else { 0 }
+}
+
+/// `pagemap-<target>.img` and its `pages-<id>.img` in the images directory.
 #[derive(Debug)]
-pub struct PagemapOut {
+struct LocalPagemap {
     pagemap: criu_image::ImageWriter,
     pages: criu_image::ImageWriter,
+}
+
+impl PagemapDest for LocalPagemap {
+    fn pages(&mut self, data: &[u8]) -> Result<(), PagesOutError> {
+        Ok(self.pages.write_extra(data)?)
+    }
+
+    fn entries(&mut self, runs: &[Run]) -> Result<(), PagesOutError> {
+        for run in runs {
+            self.pagemap.write_entry(&criu_proto::PagemapEntry {
+                vaddr: run.vaddr,
+                compat_nr_pages: 0,
+                in_parent: None,
+                flags: Some(entry_flags(run)),
+                nr_pages: Some(run.nr_pages),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), PagesOutError> {
+        let LocalPagemap { pagemap, pages } = *self;
+        pages.finish()?;
+        pagemap.finish()?;
+        Ok(())
+    }
+}
+
+/// A page-server socket shared by the protocol client and the data path
+/// (both write to it in turn, from one thread).
+#[derive(Debug, Clone)]
+struct SharedSocket(std::sync::Arc<std::fs::File>);
+
+impl std::io::Read for SharedSocket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl std::io::Write for SharedSocket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How to reach the page server (`--page-server --address A --port P`, or
+/// RPC `opts.ps` with an already connected `fd`).
+#[derive(Debug)]
+pub enum PageServerAddr {
+    /// Connect over TCP.
+    Tcp {
+        /// Host name or IP address.
+        address: String,
+        /// Port.
+        port: u16,
+    },
+    /// A connected stream socket (RPC `ps.fd`); it is duplicated, and the
+    /// session ends with FORCE_CLOSE because the caller keeps it open.
+    Connected(std::os::fd::OwnedFd),
+}
+
+/// One dump's connection to a page server.
+#[derive(Debug)]
+pub struct PageServerConn {
+    client: Option<criu_pages::page_server::PageServerClient<SharedSocket>>,
+    socket: SharedSocket,
+    force_close: bool,
+}
+
+impl PageServerConn {
+    /// Connects (or adopts a duplicate of the connected socket).
+    pub fn connect(addr: &PageServerAddr) -> Result<Self, PagesOutError> {
+        let (file, force_close) = match addr {
+            PageServerAddr::Tcp { address, port } => {
+                let connect_error = |source| PagesOutError::Connect {
+                    address: address.clone(),
+                    port: *port,
+                    source,
+                };
+                let stream = std::net::TcpStream::connect((address.as_str(), *port))
+                    .map_err(connect_error)?;
+                // Headers that wait for an answer (OPEN2, CLOSE) must not sit in Nagle's queue.
+                stream.set_nodelay(true).map_err(connect_error)?;
+                (
+                    std::fs::File::from(std::os::fd::OwnedFd::from(stream)),
+                    false,
+                )
+            }
+            PageServerAddr::Connected(fd) => {
+                let socket_error = |source| PagesOutError::Socket {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(fd),
+                    source,
+                };
+                (
+                    std::fs::File::from(fd.try_clone().map_err(socket_error)?),
+                    true,
+                )
+            }
+        };
+        let socket = SharedSocket(std::sync::Arc::new(file));
+        Ok(Self {
+            client: Some(criu_pages::page_server::PageServerClient::new(
+                socket.clone(),
+            )),
+            socket,
+            force_close,
+        })
+    }
+
+    /// `OPEN2` for `dst`.
+    fn open(&mut self, dst: criu_pages::page_server::PagemapId) -> Result<(), PagesOutError> {
+        let client = self.client.as_mut().ok_or(PagesOutError::Closed(dst))?;
+        let sink = client.open(dst).map_err(|source| PagesOutError::Protocol {
+            what: format!("opening {dst:?}"),
+            source,
+        })?;
+        // has_parent only matters for incremental dumps, which never refer
+        // to parent pages here (no memory tracking).
+        tracing::debug!(
+            "page server opened {dst:?} (has parent: {})",
+            sink.has_parent()
+        );
+        Ok(())
+    }
+
+    /// Ends the session (`CLOSE`, or `FORCE_CLOSE` on an adopted socket) and
+    /// waits for the server to confirm everything is stored.
+    pub fn close(&mut self) -> Result<(), PagesOutError> {
+        let Some(client) = self.client.take() else {
+            return Ok(());
+        };
+        client
+            .close(self.force_close)
+            .map(drop)
+            .map_err(|source| PagesOutError::Protocol {
+                what: "closing the session".into(),
+                source,
+            })
+    }
+}
+
+/// One pagemap sent to a page server: contents wait until the entry
+/// covering them is final, then go out as `ADD_F` header + data.
+#[derive(Debug)]
+struct ServerPagemap {
+    conn: std::sync::Arc<std::sync::Mutex<PageServerConn>>,
+    dst: criu_pages::page_server::PagemapId,
+    held: Vec<u8>,
+}
+
+impl PagemapDest for ServerPagemap {
+    fn pages(&mut self, data: &[u8]) -> Result<(), PagesOutError> {
+        self.held.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn entries(&mut self, runs: &[Run]) -> Result<(), PagesOutError> {
+        use criu_pages::page_server::{PageServerIov, PS_IOV_ADD_F};
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut socket = conn.socket.clone();
+        drop(conn);
+        let mut offset = 0usize;
+        for run in runs {
+            let len = run.nr_pages as usize * 4096;
+            let data = self
+                .held
+                .get(offset..offset + len)
+                .ok_or(PagesOutError::Uncovered {
+                    dst: self.dst,
+                    bytes: self.held.len() - offset,
+                })?;
+            let header = PageServerIov::new(
+                PS_IOV_ADD_F,
+                entry_flags(run),
+                run.nr_pages,
+                run.vaddr,
+                self.dst.encode(),
+            )
+            .to_bytes();
+            let send_error = |source| PagesOutError::Send {
+                dst: self.dst,
+                vaddr: run.vaddr,
+                nr_pages: run.nr_pages,
+                source,
+            };
+            write_all_vectored(
+                &mut socket,
+                &mut [std::io::IoSlice::new(&header), std::io::IoSlice::new(data)],
+            )
+            .map_err(send_error)?;
+            offset += len;
+        }
+        self.held.drain(..offset);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), PagesOutError> {
+        // CRIU sends nothing when a pagemap ends: the server closes it at
+        // the next OPEN or at CLOSE.
+        if self.held.is_empty() {
+            Ok(())
+        } else {
+            Err(PagesOutError::Uncovered {
+                dst: self.dst,
+                bytes: self.held.len(),
+            })
+        }
+    }
+}
+
+fn write_all_vectored(
+    writer: &mut impl std::io::Write,
+    mut slices: &mut [std::io::IoSlice<'_>],
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match writer.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Where a dump's pagemaps go; cheap to clone (task and shmem dumping share it).
+#[derive(Debug, Clone)]
+pub enum PageStore {
+    /// The images directory, with the dump's pages id counter.
+    Images {
+        /// Images directory.
+        dir: criu_image::ImageDir,
+        /// pages-<id>.img ids.
+        ids: std::sync::Arc<criu_image::PagesIdAllocator>,
+    },
+    /// A page server.
+    Server(std::sync::Arc<std::sync::Mutex<PageServerConn>>),
+}
+
+impl PageStore {
+    /// Pagemaps written into `dir`, pages ids from 1.
+    pub fn images(dir: criu_image::ImageDir) -> Self {
+        Self::Images {
+            dir,
+            ids: std::sync::Arc::new(criu_image::PagesIdAllocator::new()),
+        }
+    }
+
+    /// Pagemaps sent to a page server.
+    pub fn server(addr: &PageServerAddr) -> Result<Self, PagesOutError> {
+        Ok(Self::Server(std::sync::Arc::new(std::sync::Mutex::new(
+            PageServerConn::connect(addr)?,
+        ))))
+    }
+
+    /// Starts a pagemap for a full dump (chunk mode) or a pre-dump.
+    pub fn open(
+        &self,
+        target: criu_image::PagemapTarget,
+        chunk_mode: bool,
+    ) -> Result<PagemapOut, PagesOutError> {
+        let dest: Box<dyn PagemapDest> = match self {
+            Self::Images { dir, ids } => {
+                let pages_id = ids.allocate();
+                let mut pagemap = dir.writer(target.kind(), target.id())?;
+                pagemap.write_entry(&criu_proto::PagemapHead { pages_id })?;
+                let mut pages = dir.writer(criu_image::ImageKind::Pages, u64::from(pages_id))?;
+                // CRIU creates the pages image even when no page is dumped.
+                pages.ensure_created()?;
+                Box::new(LocalPagemap { pagemap, pages })
+            }
+            Self::Server(conn) => {
+                let dst = match target {
+                    criu_image::PagemapTarget::Process(pid) => {
+                        criu_pages::page_server::PagemapId::Pid(u64::from(pid))
+                    }
+                    criu_image::PagemapTarget::Shmem(id) => {
+                        criu_pages::page_server::PagemapId::Shmem(id)
+                    }
+                };
+                conn.lock().unwrap_or_else(|e| e.into_inner()).open(dst)?;
+                Box::new(ServerPagemap {
+                    conn: conn.clone(),
+                    dst,
+                    held: Vec::new(),
+                })
+            }
+        };
+        Ok(PagemapOut {
+            dest,
+            model: PagePipeModel::for_this_machine_with(chunk_mode),
+            written: 0,
+            entries: 0,
+        })
+    }
+
+    /// Ends the page-server session (nothing to do for the images directory).
+    pub fn close(&self) -> Result<(), PagesOutError> {
+        match self {
+            Self::Images { .. } => Ok(()),
+            Self::Server(conn) => conn.lock().unwrap_or_else(|e| e.into_inner()).close(),
+        }
+    }
+}
+
+/// One pagemap being dumped: cuts entries where CRIU's page pipe would and
+/// hands contents and entries to its [`PagemapDest`].
+#[derive(Debug)]
+pub struct PagemapOut {
+    dest: Box<dyn PagemapDest>,
     model: PagePipeModel,
     /// Pages written.
     pub written: u64,
@@ -322,50 +777,10 @@ pub struct PagemapOut {
 }
 
 impl PagemapOut {
-    /// Starts `pagemap-<target>.img` with a new pages id from `ids`.
-    pub fn create(
-        dir: &criu_image::ImageDir,
-        target: criu_image::PagemapTarget,
-        ids: &criu_image::PagesIdAllocator,
-    ) -> Result<Self, criu_image::ImageError> {
-        Self::create_with(dir, target, ids, true)
-    }
-
-    /// [`PagemapOut::create`] for a full dump (chunk mode) or a pre-dump.
-    pub fn create_with(
-        dir: &criu_image::ImageDir,
-        target: criu_image::PagemapTarget,
-        ids: &criu_image::PagesIdAllocator,
-        chunk_mode: bool,
-    ) -> Result<Self, criu_image::ImageError> {
-        let pages_id = ids.allocate();
-        let mut pagemap = dir.writer(target.kind(), target.id())?;
-        pagemap.write_entry(&criu_proto::PagemapHead { pages_id })?;
-        let mut pages = dir.writer(criu_image::ImageKind::Pages, u64::from(pages_id))?;
-        // CRIU creates the pages image even when no page is dumped.
-        pages.ensure_created()?;
-        Ok(Self {
-            pagemap,
-            pages,
-            model: PagePipeModel::for_this_machine_with(chunk_mode),
-            written: 0,
-            entries: 0,
-        })
-    }
-
-    fn write_runs(&mut self, runs: Vec<Run>) -> Result<(), criu_image::ImageError> {
-        for run in runs {
-            let flags = criu_image::PE_PRESENT | if run.lazy { criu_image::PE_LAZY } else { 0 };
-            self.pagemap.write_entry(&criu_proto::PagemapEntry {
-                vaddr: run.vaddr,
-                compat_nr_pages: 0,
-                in_parent: None,
-                flags: Some(flags),
-                nr_pages: Some(run.nr_pages),
-            })?;
-            self.entries += 1;
-        }
-        Ok(())
+    fn send_settled(&mut self) -> Result<(), PagesOutError> {
+        let runs = self.model.take_settled_runs();
+        self.entries += runs.len() as u64;
+        self.dest.entries(&runs)
     }
 
     /// Appends page contents (address order across calls); `lazy(vaddr)` says
@@ -375,26 +790,25 @@ impl PagemapOut {
         vaddr: u64,
         data: &[u8],
         lazy: impl Fn(u64) -> bool,
-    ) -> Result<(), criu_image::ImageError> {
-        self.pages.write_extra(data)?;
+    ) -> Result<(), PagesOutError> {
+        self.dest.pages(data)?;
         let n = data.len() as u64 / 4096;
         for i in 0..n {
             let va = vaddr + i * 4096;
             self.model.add_page(va, lazy(va));
         }
         self.written += n;
-        let runs = self.model.take_runs();
-        self.write_runs(runs)
+        self.send_settled()
     }
 
-    /// Writes the last entries and publishes both images; returns
+    /// Writes the last entries and publishes the pagemap; returns
     /// (pages written, entries, pipes created, pipe buffers allocated).
-    pub fn finish(mut self) -> Result<(u64, u64, u64, u64), criu_image::ImageError> {
-        let model = std::mem::replace(&mut self.model, PagePipeModel::new(1 << 20));
-        let (runs, pipes, bufs) = model.finish();
-        self.write_runs(runs)?;
-        self.pages.finish()?;
-        self.pagemap.finish()?;
+    pub fn finish(mut self) -> Result<(u64, u64, u64, u64), PagesOutError> {
+        self.send_settled()?;
+        let (runs, pipes, bufs) = self.model.finish();
+        self.entries += runs.len() as u64;
+        self.dest.entries(&runs)?;
+        self.dest.finish()?;
         Ok((self.written, self.entries, pipes, bufs))
     }
 }

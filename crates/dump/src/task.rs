@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use criu_compel::{FrozenTask, RemoteSession};
-use criu_image::{ImageDir, ImageKind, PagemapTarget, PagesIdAllocator};
+use criu_image::{ImageDir, ImageKind, PagemapTarget};
 use criu_pages::{PageRange, PageReader, PageSink, Vma, VmaKind};
 use criu_proto::{FsEntry, MmEntry, TaskKobjIdsEntry, VmaEntry};
 
@@ -67,8 +67,8 @@ pub struct Context<'a> {
     pub ids: IdSpaces,
     /// Files table.
     pub files: FileTable,
-    /// Pages image ids.
-    pub pages_ids: std::sync::Arc<PagesIdAllocator>,
+    /// Where pagemaps go (images dir or page server).
+    pub page_store: crate::pagepipe::PageStore,
     /// Page counters.
     pub pages: PageCounters,
     /// cgroup set id to record in thread cores.
@@ -205,7 +205,7 @@ struct PagemapSink<'v> {
     vmas: Vec<(&'v Vma, bool)>,
     /// Stack pointers of the threads (for CRIU's `is_stack` test).
     sps: Vec<u64>,
-    error: Option<criu_image::ImageError>,
+    error: Option<crate::pagepipe::PagesOutError>,
 }
 
 impl PagemapSink<'_> {
@@ -274,12 +274,9 @@ fn dump_pages(
         what: "finding present pages".into(),
         source: Box::new(source),
     })?;
-    let out = crate::pagepipe::PagemapOut::create_with(
-        ctx.images,
-        PagemapTarget::Process(pid as u32),
-        &ctx.pages_ids,
-        chunk_mode,
-    )?;
+    let out = ctx
+        .page_store
+        .open(PagemapTarget::Process(pid as u32), chunk_mode)?;
     let mut sink = PagemapSink {
         out,
         vmas: vmas

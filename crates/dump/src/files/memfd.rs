@@ -7,11 +7,10 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::Arc;
 
-use criu_image::{ImageDir, PagemapTarget, PagesIdAllocator};
+use criu_image::{ImageDir, PagemapTarget};
 
-use crate::pagepipe::PagemapOut;
+use crate::pagepipe::PageStore;
 use criu_proto::{FdTypes, FileEntry, MemfdFileEntry, MemfdInodeEntry};
 
 use super::{FileError, FileParams, FileTable};
@@ -24,10 +23,10 @@ const CHUNK: u64 = 4 << 20;
 /// Where shmem contents go.
 #[derive(Debug)]
 pub struct ShmemOut {
-    /// The images directory.
+    /// The images directory (ghost files go there too).
     pub images: ImageDir,
-    /// The dump's pages id counter.
-    pub pages_ids: Arc<PagesIdAllocator>,
+    /// Where the dump's pagemaps go (images dir or page server).
+    pub store: PageStore,
     /// Pages scanned (whole objects).
     pub scanned: u64,
     /// Pages written.
@@ -73,9 +72,10 @@ fn dump_shmem_contents(
         what: format!("{what} of shared memory {shmid}"),
         source: e,
     };
-    let mut writer =
-        PagemapOut::create(&out.images, PagemapTarget::Shmem(shmid), &out.pages_ids)
-            .map_err(|e| io("creating the pagemap", std::io::Error::other(e.to_string())))?;
+    let mut writer = out
+        .store
+        .open(PagemapTarget::Shmem(shmid), true)
+        .map_err(|e| io("creating the pagemap", std::io::Error::other(e.to_string())))?;
     let end = size.div_ceil(PAGE) * PAGE;
     let mut offset = 0u64;
     let mut buf = Vec::new();
