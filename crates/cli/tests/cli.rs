@@ -303,9 +303,12 @@ fn page_server_signals_readiness_and_stores_one_stream() {
         .spawn()
         .unwrap();
     drop(writer);
-    let mut byte = [1u8];
-    std::fs::File::from(reader).read_exact(&mut byte).unwrap();
-    assert_eq!(byte, [0]);
+    // Exactly one \0, then end-of-file: criu closes its status fd once it is listening, as CRIU does.
+    let mut status = Vec::new();
+    std::fs::File::from(reader)
+        .read_to_end(&mut status)
+        .unwrap();
+    assert_eq!(status, [0]);
 
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut client = PageServerClient::new(stream);
@@ -385,4 +388,127 @@ fn restore_sibling_needs_detach() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--restore-sibling only makes sense"));
+}
+
+#[test]
+fn service_writes_one_byte_on_status_fd_then_closes_it_while_serving() {
+    use std::io::Read;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("criu.sock");
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    nix::fcntl::fcntl(
+        reader.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .unwrap();
+    let mut service = Command::new(CRIU)
+        .args(["service", "--no-default-config", "--address"])
+        .arg(&socket)
+        .arg("-W")
+        .arg(dir.path())
+        .args(["--status-fd", &writer.as_raw_fd().to_string()])
+        .spawn()
+        .unwrap();
+    drop(writer);
+    // The service keeps running, so end-of-file can only come from it closing the status fd.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut status = Vec::new();
+        let result = std::fs::File::from(reader).read_to_end(&mut status);
+        let _ = sender.send(result.map(|_| status));
+    });
+    let status = receiver.recv_timeout(Duration::from_secs(10));
+    let still_running = service.try_wait().unwrap().is_none();
+    let _ = service.kill();
+    let _ = service.wait();
+    let status = status
+        .expect("the service did not close --status-fd within 10 s")
+        .unwrap();
+    assert_eq!(status, [0]);
+    assert!(still_running, "the service exited instead of serving");
+}
+
+#[test]
+fn dump_with_page_server_sends_the_pages_there() {
+    use std::io::Read;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    let server_dir = tempfile::tempdir().unwrap();
+    let dump_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    nix::fcntl::fcntl(
+        reader.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .unwrap();
+    let mut server = Command::new(CRIU)
+        .args(["page-server", "--no-default-config", "-D"])
+        .arg(server_dir.path())
+        .args(["--address", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "-o",
+            "ps.log",
+            "--status-fd",
+            &writer.as_raw_fd().to_string(),
+        ])
+        .spawn()
+        .unwrap();
+    drop(writer);
+    let mut status = Vec::new();
+    std::fs::File::from(reader)
+        .read_to_end(&mut status)
+        .unwrap();
+    assert_eq!(status, [0], "page server readiness");
+
+    let pid = spawn_sleeper();
+    let out = criu(&[
+        "dump",
+        "-D",
+        dump_dir.path().to_str().unwrap(),
+        "-t",
+        &pid.to_string(),
+        "-j",
+        "-o",
+        "dump.log",
+        "--page-server",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert!(out.status.success(), "dump failed: {out:?}");
+    assert!(server.wait().unwrap().success(), "page server failed");
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let dumped = names(dump_dir.path());
+    let served = names(server_dir.path());
+    assert!(
+        dumped.iter().any(|name| name == "inventory.img"),
+        "{dumped:?}"
+    );
+    assert!(
+        !dumped.iter().any(|name| name.starts_with("pages-")),
+        "{dumped:?}"
+    );
+    assert!(
+        served.iter().any(|name| name.starts_with("pages-")),
+        "{served:?}"
+    );
+    assert!(
+        served
+            .iter()
+            .any(|name| name == &format!("pagemap-{pid}.img")),
+        "{served:?}"
+    );
 }

@@ -11,11 +11,8 @@ use std::fs::File;
 use std::io::Read as _;
 use std::os::fd::{AsFd, AsRawFd};
 
-use nix::sys::ptrace;
-use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{socket, socketpair, AddressFamily, SockFlag, SockProtocol, SockType};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{getpid, ForkResult, Pid};
+use nix::unistd::getpid;
 
 use crate::sys;
 
@@ -456,70 +453,84 @@ fn check_proc_stat() -> CheckResult {
     Ok(())
 }
 
-/// PTRACE_O_SUSPEND_SECCOMP (not in nix's option set).
-const PTRACE_O_SUSPEND_SECCOMP: i32 = 1 << 21;
+/// A sleeping child process, killed and reaped when dropped (also when a
+/// probe fails or panics). Spawned with `std::process::Command` rather than
+/// forked, so probing is sound from any thread (libtest's included).
+struct Sleeper(std::process::Child);
 
-/// Forks a child that sleeps, seizes it with `options` and interrupts it,
-/// runs `probe` on the stopped child, then kills and reaps it.
-fn with_stopped_child(
-    options: ptrace::Options,
-    probe: impl FnOnce(Pid) -> CheckResult,
-) -> CheckResult {
-    let child = match sys::fork_process().map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            let _ = sys::set_parent_death_signal(libc::SIGKILL);
-            loop {
-                nix::unistd::pause();
-            }
-        }
-        ForkResult::Parent { child } => child,
-    };
-    let outcome = seize_and_interrupt(child, options).and_then(|()| probe(child));
-    let _ = kill(child, Signal::SIGKILL);
-    let _ = waitpid(child, Some(WaitPidFlag::__WALL));
-    outcome
+impl Sleeper {
+    fn spawn() -> Result<Sleeper, String> {
+        std::process::Command::new("sleep")
+            .arg("60")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map(Sleeper)
+            .map_err(|e| format!("can't start a sleep child: {e}"))
+    }
+
+    fn pid(&self) -> criu_compel::Pid {
+        self.0.id() as criu_compel::Pid
+    }
 }
 
-fn seize_and_interrupt(child: Pid, options: ptrace::Options) -> CheckResult {
-    ptrace::seize(child, options).map_err(|e| format!("PTRACE_SEIZE: {e}"))?;
-    ptrace::interrupt(child).map_err(|e| format!("PTRACE_INTERRUPT: {e}"))?;
-    match waitpid(child, Some(WaitPidFlag::__WALL)) {
-        Ok(WaitStatus::PtraceEvent(..)) | Ok(WaitStatus::Stopped(..)) => Ok(()),
-        other => Err(format!("unexpected wait status after interrupt: {other:?}")),
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+/// Starts a child that sleeps, seizes it with `options` and interrupts it,
+/// runs `probe` on the stopped child, then detaches, kills and reaps it.
+fn with_stopped_child(
+    options: criu_compel::SeizeOptions,
+    probe: impl FnOnce(&criu_compel::Tracee) -> CheckResult,
+) -> CheckResult {
+    let child = Sleeper::spawn()?;
+    let mut tracee = criu_compel::Tracee::seize(child.pid(), options)
+        .map_err(|e| format!("PTRACE_SEIZE: {e}"))?;
+    tracee
+        .interrupt_and_wait(criu_compel::DEFAULT_STOP_TIMEOUT)
+        .map_err(|e| format!("PTRACE_INTERRUPT: {e}"))?;
+    let outcome = probe(&tracee);
+    drop(tracee);
+    drop(child);
+    outcome
 }
 
 /// SEIZE + INTERRUPT + PEEKSIGINFO on a real child.
 fn check_ptrace_seize() -> CheckResult {
-    with_stopped_child(ptrace::Options::empty(), |child| {
-        sys::ptrace_peeksiginfo(child)
+    with_stopped_child(criu_compel::SeizeOptions::default(), |tracee| {
+        tracee
+            .pending_signals(false)
             .map(|_| ())
             .map_err(|e| format!("PTRACE_PEEKSIGINFO: {e}"))
     })
 }
 
 fn check_seccomp_suspend() -> CheckResult {
-    with_stopped_child(
-        ptrace::Options::from_bits_retain(PTRACE_O_SUSPEND_SECCOMP),
-        |_| Ok(()),
-    )
+    let options = criu_compel::SeizeOptions {
+        suspend_seccomp: true,
+        ..criu_compel::SeizeOptions::default()
+    };
+    with_stopped_child(options, |_| Ok(()))
 }
 
 fn check_seccomp_filters() -> CheckResult {
-    with_stopped_child(ptrace::Options::empty(), |child| {
-        match sys::ptrace_seccomp_filter_len(child) {
-            // The child has no filter, so the kernel says EINVAL/ENOENT;
-            // a kernel without the request would say EIO.
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => Ok(()),
-            Err(e) => Err(format!("PTRACE_SECCOMP_GET_FILTER: {e}")),
-        }
+    // The child has no filter: `Ok(None)`; a kernel without the request
+    // fails with EIO.
+    with_stopped_child(criu_compel::SeizeOptions::default(), |tracee| {
+        tracee
+            .seccomp_filter(0)
+            .map(|_| ())
+            .map_err(|e| format!("PTRACE_SECCOMP_GET_FILTER: {e}"))
     })
 }
 
 fn check_rseq_conf() -> CheckResult {
-    with_stopped_child(ptrace::Options::empty(), |child| {
-        sys::ptrace_rseq_configuration(child)
+    with_stopped_child(criu_compel::SeizeOptions::default(), |tracee| {
+        tracee
+            .rseq_config()
             .map(|_| ())
             .map_err(|e| format!("PTRACE_GET_RSEQ_CONFIGURATION: {e}"))
     })
@@ -551,10 +562,10 @@ fn tempfile_in_tmp() -> Result<File, String> {
 }
 
 fn check_pidfd_store() -> CheckResult {
-    let pidfd = sys::pidfd_open(getpid()).map_err(|e| format!("pidfd_open: {e}"))?;
     let file = File::open("/proc/self/stat").map_err(|e| e.to_string())?;
-    sys::pidfd_getfd(&pidfd, file.as_raw_fd()).map_err(|e| format!("pidfd_getfd: {e}"))?;
-    Ok(())
+    criu_compel::steal_fd(getpid().as_raw(), file.as_raw_fd())
+        .map(drop)
+        .map_err(|e| format!("pidfd_open/pidfd_getfd: {e}"))
 }
 
 fn check_clone3_set_tid() -> CheckResult {
@@ -566,12 +577,24 @@ fn check_clone3_set_tid() -> CheckResult {
 }
 
 fn check_pagemap_scan() -> CheckResult {
-    let pagemap = File::open("/proc/self/pagemap").map_err(|e| format!("open pagemap: {e}"))?;
     let probe = vec![1u8; 4096 * 4];
-    let start = (probe.as_ptr() as u64) & !4095;
-    sys::pagemap_scan_self(&pagemap, start, start + 4096 * 4)
-        .map(|_| ())
-        .map_err(|e| format!("PAGEMAP_SCAN: {e}"))
+    let address = probe.as_ptr() as u64;
+    let pid = getpid().as_raw();
+    let vmas = criu_pages::read_vmas(pid).map_err(|e| format!("read VMAs: {e}"))?;
+    let probed: Vec<_> = vmas
+        .into_iter()
+        .filter(|vma| (vma.start..vma.end).contains(&address))
+        .collect();
+    let ranges = criu_pages::Pagemap::open(pid)
+        .and_then(|pagemap| pagemap.present_ranges(&probed, criu_pages::ScanMethod::PagemapScan))
+        .map_err(|e| format!("PAGEMAP_SCAN: {e}"))?;
+    // The probe buffer was just written, so its pages must be reported.
+    if ranges.is_empty() {
+        return Err(format!(
+            "PAGEMAP_SCAN reports no present page around {address:#x}"
+        ));
+    }
+    Ok(())
 }
 
 fn uffd_features() -> Result<u64, String> {

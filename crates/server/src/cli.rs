@@ -68,7 +68,7 @@ fn usage(error: bool) -> i32 {
     }
 }
 
-/// Runs the command line `args` (args[0] is the program name) and returns
+/// Runs the command line `args` (`args[0]` is the program name) and returns
 /// the exit code.
 pub fn run(args: &[String], engines: &Engines) -> i32 {
     logging::install();
@@ -267,7 +267,9 @@ fn dispatch(
                 pre_dump,
             };
             let scripts = options.action_scripts.clone();
-            let mut notify = |action: &str, pid: Option<i32>| scripts_hook(&scripts, action, pid);
+            let mut notify = |action: &str, pid: Option<i32>| {
+                crate::action_script::run(&scripts, action, pid).map_err(|e| e.to_string())
+            };
             match engines.dump.dump(&job, &mut notify) {
                 Ok(_) => Ok(0),
                 Err(error) => Err(format!("Dumping FAILED: {error}")),
@@ -326,28 +328,6 @@ fn dispatch(
     }
 }
 
-fn scripts_hook(scripts: &[String], action: &str, pid: Option<i32>) -> Result<(), String> {
-    for script in scripts {
-        let mut command = std::process::Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(script)
-            .env("CRTOOLS_SCRIPT_ACTION", action);
-        if let Some(pid) = pid {
-            command.env("CRTOOLS_INIT_PID", pid.to_string());
-        }
-        let status = command
-            .status()
-            .map_err(|e| format!("can't run action script {script}: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "action script {script} failed for {action}: {status}"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn run_check(options: &Options) -> i32 {
     if let Some(feature) = &options.feature {
         if feature == "list" {
@@ -398,7 +378,9 @@ fn run_restore(
         images_dir_path: images_path,
     };
     let scripts = options.action_scripts.clone();
-    let mut notify = |action: &str, pid: Option<i32>| scripts_hook(&scripts, action, pid);
+    let mut notify = |action: &str, pid: Option<i32>| {
+        crate::action_script::run(&scripts, action, pid).map_err(|e| e.to_string())
+    };
     let outcome = engines
         .restore
         .restore(&job, &mut notify)

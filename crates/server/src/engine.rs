@@ -216,6 +216,26 @@ impl DumpEngine for PtraceDump {
         dump_options.freeze_cgroup = options.freeze_cgroup.as_ref().map(PathBuf::from);
         dump_options.timeout = Some(std::time::Duration::from_secs(u64::from(options.timeout)));
         dump_options.pre_dump = job.pre_dump;
+        if options.use_page_server {
+            dump_options.page_server = Some(match options.ps_socket {
+                // A socket the caller connected and handed us by number (`--ps-socket`, RPC ps.fd):
+                // the dump uses our own copy.
+                Some(fd) => criu_dump::PageServerAddr::Connected(
+                    crate::sys::dup_inherited_fd(fd).map_err(|e| EngineError {
+                        errno: Some(libc::EBADF),
+                        message: format!("page-server socket fd {fd}: {e}"),
+                    })?,
+                ),
+                // Without --address CRIU resolves a NULL host, i.e. the loopback address.
+                None => criu_dump::PageServerAddr::Tcp {
+                    address: options
+                        .address
+                        .clone()
+                        .unwrap_or_else(|| "localhost".to_owned()),
+                    port: options.port,
+                },
+            });
+        }
         match criu_dump::dump(&dump_options, notify) {
             Ok(report) => Ok(DumpOutcome {
                 tasks: report.pids.len() as u32,
@@ -245,17 +265,11 @@ impl RestoreEngine for PtraceRestore {
         restore_options.leave_stopped = options.final_state == FinalState::Stopped;
         restore_options.rst_sibling = options.restore_sibling;
         for inherit in &options.inherit_fds {
-            let fd = crate::sys::adopt_fd(inherit.fd)
-                .and_then(|fd| {
-                    // Keep our own copy: the number stays valid for the caller.
-                    let copy = fd.try_clone();
-                    std::mem::forget(fd);
-                    copy
-                })
-                .map_err(|e| EngineError {
-                    errno: Some(libc::EBADF),
-                    message: format!("inherit fd {} for {}: {e}", inherit.fd, inherit.key),
-                })?;
+            // Our own copy: the number stays valid for the caller.
+            let fd = crate::sys::dup_inherited_fd(inherit.fd).map_err(|e| EngineError {
+                errno: Some(libc::EBADF),
+                message: format!("inherit fd {} for {}: {e}", inherit.fd, inherit.key),
+            })?;
             restore_options.inherit_fd.push((inherit.key.clone(), fd));
         }
         match criu_restore::restore(&restore_options, notify) {

@@ -14,9 +14,16 @@
 //! - [`cli`]: the `criu` command line over all of the above.
 //!
 //! The server is single-threaded by design: it forks workers and request
-//! helpers like CRIU does, which is only sound without other threads.
+//! helpers like CRIU does, which is only sound without other threads. The
+//! fork wrapper checks this (`Threads:` in /proc/self/status) and refuses to
+//! fork otherwise, so a worker must be served from a single-threaded process
+//! (the `criu` binary, or a test without libtest's threads).
+//!
+//! [`action_script`] runs `--action-script` hooks for both the command line
+//! and the RPC worker.
 #![deny(unsafe_code)]
 
+pub mod action_script;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -31,7 +38,7 @@ pub mod security;
 pub mod service;
 pub mod swrk;
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 
 pub use engine::Engines;
 pub use options::Options;

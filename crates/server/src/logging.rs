@@ -29,13 +29,9 @@ use crate::sys::SharedMemory;
 pub const MAX_ERRMSG: usize = 1023;
 
 const ERRNO_OFFSET: usize = 0;
-const STATE_OFFSET: usize = 4;
-const LEN_OFFSET: usize = 8;
-const TEXT_OFFSET: usize = 16;
+/// The write-once first-error record (claim word, length, text).
+const FIRST_ERROR_OFFSET: usize = 4;
 const SLOT_SIZE: usize = 4096;
-const STATE_EMPTY: u32 = 0;
-const STATE_WRITING: u32 = 1;
-const STATE_DONE: u32 = 2;
 
 /// Errors setting up logging.
 #[derive(Debug, Error)]
@@ -143,7 +139,8 @@ pub fn output_fd() -> Option<std::os::fd::OwnedFd> {
 /// Starts a new request: a fresh first-error slot and errno, shared with any
 /// child forked from now on (CRIU's `log_keep_err`).
 pub fn begin_request() -> Result<(), LogError> {
-    let memory = SharedMemory::new(SLOT_SIZE).map_err(LogError::Shared)?;
+    let memory =
+        SharedMemory::new(SLOT_SIZE).map_err(|e| LogError::Shared(std::io::Error::other(e)))?;
     *lock(&hub().slot) = Some(memory);
     Ok(())
 }
@@ -154,19 +151,17 @@ pub fn set_cr_errno(errno: i32) {
         return;
     }
     if let Some(slot) = lock(&hub().slot).as_ref() {
-        let _ = slot.atomic_i32(ERRNO_OFFSET).compare_exchange(
-            0,
-            errno,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        if let Ok(word) = slot.atomic_i32(ERRNO_OFFSET) {
+            let _ = word.compare_exchange(0, errno, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 }
 
 /// The request's `cr_errno` (0 when none).
 pub fn cr_errno() -> i32 {
     lock(&hub().slot).as_ref().map_or(0, |slot| {
-        slot.atomic_i32(ERRNO_OFFSET).load(Ordering::Acquire)
+        slot.atomic_i32(ERRNO_OFFSET)
+            .map_or(0, |word| word.load(Ordering::Acquire))
     })
 }
 
@@ -174,11 +169,8 @@ pub fn cr_errno() -> i32 {
 pub fn first_error() -> Option<String> {
     let guard = lock(&hub().slot);
     let slot = guard.as_ref()?;
-    if slot.atomic_u32(STATE_OFFSET).load(Ordering::Acquire) != STATE_DONE {
-        return None;
-    }
-    let len = (slot.atomic_u32(LEN_OFFSET).load(Ordering::Acquire) as usize).min(MAX_ERRMSG);
-    Some(String::from_utf8_lossy(&slot.read_bytes(TEXT_OFFSET, len)).into_owned())
+    let text = slot.read_published(FIRST_ERROR_OFFSET).ok()??;
+    Some(String::from_utf8_lossy(&text[..text.len().min(MAX_ERRMSG)]).into_owned())
 }
 
 fn record_first_error(line: &str) {
@@ -186,27 +178,12 @@ fn record_first_error(line: &str) {
     let Some(slot) = guard.as_ref() else {
         return;
     };
-    if slot
-        .atomic_u32(STATE_OFFSET)
-        .compare_exchange(
-            STATE_EMPTY,
-            STATE_WRITING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
-        .is_err()
-    {
-        return;
-    }
     let mut end = line.len().min(MAX_ERRMSG);
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    slot.write_bytes(TEXT_OFFSET, &line.as_bytes()[..end]);
-    slot.atomic_u32(LEN_OFFSET)
-        .store(end as u32, Ordering::Release);
-    slot.atomic_u32(STATE_OFFSET)
-        .store(STATE_DONE, Ordering::Release);
+    // Only the first error of the request (in any process) is kept.
+    let _ = slot.publish_once(FIRST_ERROR_OFFSET, &line.as_bytes()[..end]);
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -15,7 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
-    accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::ForkResult;
@@ -82,9 +82,12 @@ pub fn write_pidfile(path: &Path, pid: i32) -> Result<(), ServiceError> {
     })
 }
 
-/// Writes the readiness byte `\0` to `fd` and closes it.
+/// Writes the readiness byte `\0` to `fd` and closes it, as CRIU does: callers (CRIU's test
+/// scripts, our RPC suite) wait for the byte and for end-of-file. The descriptor was handed to us by
+/// number on the command line, so we take ownership of it (see `sys::take_inherited_fd`).
 pub fn signal_status_fd(fd: i32) -> Result<(), ServiceError> {
-    let owned = sys::adopt_fd(fd).map_err(|source| ServiceError::StatusFd { fd, source })?;
+    let owned =
+        sys::take_inherited_fd(fd).map_err(|source| ServiceError::StatusFd { fd, source })?;
     let mut file = std::fs::File::from(owned);
     file.write_all(&[0])
         .map_err(|source| ServiceError::StatusFd { fd, source })
@@ -180,14 +183,16 @@ pub fn run(options: &Options, base: &Options, engines: &Engines) -> Result<(), S
         signal_status_fd(fd)?;
     }
 
-    let result = accept_loop(&listener, &signal_fd, &signals, base, engines);
+    let result = accept_loop(listener, signal_fd, &signals, base, engines);
     let _ = std::fs::remove_file(&address);
     result
 }
 
+/// Owns the listener and the signalfd so that a forked worker can drop
+/// (close) its copies before serving its connection.
 fn accept_loop(
-    listener: &OwnedFd,
-    signal_fd: &SignalFd,
+    listener: OwnedFd,
+    signal_fd: SignalFd,
     signals: &SigSet,
     base: &Options,
     engines: &Engines,
@@ -223,12 +228,8 @@ fn accept_loop(
         if !client_ready {
             continue;
         }
-        let connection = match accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
-            Ok(raw) => sys::adopt_fd(raw).map_err(|e| {
-                ServiceError::Loop(nix::Error::from_raw(
-                    e.raw_os_error().unwrap_or(libc::EBADF),
-                ))
-            })?,
+        let connection = match sys::accept_connection(&listener) {
+            Ok(connection) => connection,
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::ECONNABORTED) => continue,
             Err(errno) => {
                 tracing::error!("Can't accept connection: {errno}");
@@ -238,8 +239,9 @@ fn accept_loop(
         tracing::info!("Connected.");
         match sys::fork_process() {
             Ok(ForkResult::Child) => {
-                sys::close_in_child(listener.as_raw_fd());
-                sys::close_in_child(signal_fd.as_fd().as_raw_fd());
+                // The worker must not keep the service's sockets open.
+                drop(listener);
+                drop(signal_fd);
                 let _ = signals.thread_unblock();
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut worker = Worker::new(

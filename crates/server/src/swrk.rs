@@ -2,10 +2,6 @@
 //! request (or several with keep_open), then exit. Clients (libcriu, pycriu,
 //! go-criu, runc) spawn it over a socketpair; pycriu closes fds 0-2 first.
 
-use std::os::fd::AsFd;
-
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-
 use crate::engine::Engines;
 use crate::logging;
 use crate::options::{atoi, Options};
@@ -19,7 +15,9 @@ pub fn run(fd_arg: &str, base: &Options, engines: &Engines) -> i32 {
     let raw = atoi(fd_arg);
     let fd = match i32::try_from(raw)
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))
-        .and_then(sys::adopt_fd)
+        // A close-on-exec copy: the socket must not leak into exec_cmd or
+        // restored tasks.
+        .and_then(sys::dup_inherited_fd)
     {
         Ok(fd) => fd,
         Err(error) => {
@@ -27,8 +25,6 @@ pub fn run(fd_arg: &str, base: &Options, engines: &Engines) -> i32 {
             return 1;
         }
     };
-    // The socket must not leak into exec_cmd or restored tasks.
-    let _ = fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     logging::set_level(base.log_level);
     let mut worker = Worker::new(RpcSocket::new(fd), WorkerKind::Swrk, base.clone(), engines);
     i32::from(!worker.serve())

@@ -4,30 +4,114 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU32};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use nix::unistd::{ForkResult, Pid};
 
-/// `fork()`. criu-server never starts threads (no async runtime, no logging
-/// thread), so the child is a faithful single-threaded copy.
-pub fn fork_process() -> io::Result<ForkResult> {
-    // SAFETY: the server process is single-threaded by construction (see the
-    // crate docs), so no lock can be held by another thread at fork time and
-    // the child may run arbitrary code.
-    unsafe { nix::unistd::fork() }.map_err(io::Error::from)
+/// Why a [`SharedMemory`] access was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedMemoryError {
+    /// The mapping could not be created.
+    #[error("can't map {len} shared bytes: {source}")]
+    Map {
+        /// Requested size.
+        len: usize,
+        /// What mmap said.
+        #[source]
+        source: io::Error,
+    },
+    /// `offset..offset + len` does not fit in the mapping (or overflows).
+    #[error("shared range at offset {offset} of {len} bytes is outside the {size}-byte mapping")]
+    OutOfBounds {
+        /// Start of the range.
+        offset: usize,
+        /// Length of the range.
+        len: usize,
+        /// Size of the mapping.
+        size: usize,
+    },
+    /// An atomic word must be 4-aligned.
+    #[error("shared atomic at offset {offset} is not 4-aligned")]
+    Misaligned {
+        /// The offset asked for.
+        offset: usize,
+    },
+}
+
+/// Why [`fork_process`] refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForkError {
+    /// Other threads exist: a forked child could inherit a lock one of them
+    /// holds (allocator, stdio) and deadlock.
+    #[error("refusing to fork: the process has {threads} threads, fork is only sound with 1")]
+    Multithreaded {
+        /// `Threads:` of /proc/self/status.
+        threads: u64,
+    },
+    /// /proc/self/status could not be read or has no `Threads:` line.
+    #[error("can't count this process's threads in /proc/self/status: {0}")]
+    ThreadCount(String),
+    /// fork() itself failed.
+    #[error("fork: {0}")]
+    Fork(#[from] nix::Error),
+}
+
+/// The number of threads of this process (`Threads:` in /proc/self/status).
+pub fn thread_count() -> Result<u64, ForkError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| ForkError::ThreadCount(e.to_string()))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .ok_or_else(|| ForkError::ThreadCount("no Threads: line".into()))?
+        .trim()
+        .parse()
+        .map_err(|e| ForkError::ThreadCount(format!("bad Threads: value: {e}")))
+}
+
+/// `fork()`, only while this process is single-threaded (checked, not
+/// assumed): the service loop and the swrk worker never start threads, so
+/// their children are faithful copies that may run arbitrary code. Anything
+/// else (a libtest thread, a future logging thread) gets
+/// [`ForkError::Multithreaded`] instead of a child that may deadlock.
+pub fn fork_process() -> Result<ForkResult, ForkError> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(ForkError::Multithreaded { threads });
+    }
+    // SAFETY: the process has exactly one thread (checked just above; only
+    // this thread could start another, and it is busy here), so no lock can
+    // be held by another thread at fork time and the child may run
+    // arbitrary code.
+    Ok(unsafe { nix::unistd::fork() }?)
 }
 
 /// An anonymous `MAP_SHARED` mapping: forked children write into the same
 /// memory as their parent (used for the first error of a request).
+///
+/// Invariant: every byte of the mapping is accessed either through the
+/// atomics of [`SharedMemory::atomic_u32`] / [`SharedMemory::atomic_i32`] or
+/// through a write-once record ([`SharedMemory::publish_once`] /
+/// [`SharedMemory::read_published`]), whose bytes are written only by the one
+/// process that won the record's claim word, and read only after an Acquire
+/// load saw the record published. There is no other way to touch the bytes,
+/// so no plain copy can race with a write.
 #[derive(Debug)]
 pub struct SharedMemory {
     base: NonNull<u8>,
     len: usize,
 }
 
+/// Claim-word states of a write-once record.
+const RECORD_EMPTY: u32 = 0;
+const RECORD_WRITING: u32 = 1;
+const RECORD_PUBLISHED: u32 = 2;
+/// A record is: claim word (u32), length (u32), then the bytes.
+const RECORD_HEADER: usize = 8;
+
 impl SharedMemory {
     /// Maps `len` zeroed bytes shared with future children.
-    pub fn new(len: usize) -> io::Result<SharedMemory> {
+    pub fn new(len: usize) -> Result<SharedMemory, SharedMemoryError> {
         // SAFETY: an anonymous mapping at a kernel-chosen address touches no
         // existing memory; the result is checked before use.
         let addr = unsafe {
@@ -41,58 +125,114 @@ impl SharedMemory {
             )
         };
         if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            return Err(SharedMemoryError::Map {
+                len,
+                source: io::Error::last_os_error(),
+            });
         }
-        let base =
-            NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        let base = NonNull::new(addr.cast::<u8>()).ok_or_else(|| SharedMemoryError::Map {
+            len,
+            source: io::Error::other("mmap gave NULL"),
+        })?;
         Ok(SharedMemory { base, len })
     }
 
+    /// Checks that `offset..offset + len` lies inside the mapping.
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), SharedMemoryError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(SharedMemoryError::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+
+    fn word_ptr(&self, offset: usize) -> Result<*mut u8, SharedMemoryError> {
+        if offset % 4 != 0 {
+            return Err(SharedMemoryError::Misaligned { offset });
+        }
+        self.check_range(offset, 4)?;
+        // SAFETY: offset + 4 <= len (checked), so the pointer stays inside
+        // the mapping.
+        Ok(unsafe { self.base.as_ptr().add(offset) })
+    }
+
     /// The 32-bit atomic at byte `offset` (4-aligned, in bounds).
-    pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
-        assert!(
-            offset % 4 == 0 && offset + 4 <= self.len,
-            "atomic at {offset} out of bounds"
-        );
-        // SAFETY: in bounds and 4-aligned (asserted; the mapping is page
-        // aligned); the mapping lives as long as `self`, and all access to
-        // shared words goes through atomics.
-        unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU32>() }
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, SharedMemoryError> {
+        let ptr = self.word_ptr(offset)?;
+        // SAFETY: in bounds and 4-aligned (checked; the mapping is page
+        // aligned); the mapping lives as long as `self`, and these bytes are
+        // only ever accessed through atomics (type invariant).
+        Ok(unsafe { &*ptr.cast::<AtomicU32>() })
     }
 
     /// The signed 32-bit atomic at byte `offset`.
-    pub fn atomic_i32(&self, offset: usize) -> &AtomicI32 {
-        assert!(
-            offset % 4 == 0 && offset + 4 <= self.len,
-            "atomic at {offset} out of bounds"
-        );
+    pub fn atomic_i32(&self, offset: usize) -> Result<&AtomicI32, SharedMemoryError> {
+        let ptr = self.word_ptr(offset)?;
         // SAFETY: as in `atomic_u32`.
-        unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicI32>() }
+        Ok(unsafe { &*ptr.cast::<AtomicI32>() })
     }
 
-    /// Copies `data` to byte `offset`. Callers serialize writers with an
-    /// atomic claim, so no two writers touch the same bytes.
-    pub fn write_bytes(&self, offset: usize, data: &[u8]) {
-        assert!(
-            offset + data.len() <= self.len,
-            "write past the shared mapping"
-        );
-        // SAFETY: the destination range is inside the mapping (asserted) and
-        // cannot overlap `data`, which lives in private memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(offset), data.len())
+    /// Publishes `data` in the write-once record at `offset` (4-aligned):
+    /// the first caller, in this process or any forked child, wins the claim
+    /// word and writes; later callers get `Ok(false)` and write nothing.
+    pub fn publish_once(&self, offset: usize, data: &[u8]) -> Result<bool, SharedMemoryError> {
+        let claim = self.atomic_u32(offset)?;
+        let length = self.atomic_u32(offset + 4)?;
+        let text = offset + RECORD_HEADER;
+        self.check_range(text, data.len())?;
+        let len = u32::try_from(data.len()).map_err(|_| SharedMemoryError::OutOfBounds {
+            offset: text,
+            len: data.len(),
+            size: self.len,
+        })?;
+        if claim
+            .compare_exchange(
+                RECORD_EMPTY,
+                RECORD_WRITING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return Ok(false);
         }
+        // SAFETY: the destination range is inside the mapping (checked) and
+        // cannot overlap `data`, which lives in private memory. Winning the
+        // claim makes this the only writer these bytes will ever have, and
+        // readers copy them only after seeing RECORD_PUBLISHED (below).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(text), data.len())
+        }
+        length.store(len, Ordering::Relaxed);
+        // Release: the bytes and the length happen-before any Acquire load
+        // that sees RECORD_PUBLISHED.
+        claim.store(RECORD_PUBLISHED, Ordering::Release);
+        Ok(true)
     }
 
-    /// Copies `len` bytes from byte `offset`.
-    pub fn read_bytes(&self, offset: usize, len: usize) -> Vec<u8> {
-        assert!(offset + len <= self.len, "read past the shared mapping");
+    /// The bytes of the record at `offset` once it is published, `None`
+    /// before (including while its writer is still copying).
+    pub fn read_published(&self, offset: usize) -> Result<Option<Vec<u8>>, SharedMemoryError> {
+        let claim = self.atomic_u32(offset)?;
+        let length = self.atomic_u32(offset + 4)?;
+        if claim.load(Ordering::Acquire) != RECORD_PUBLISHED {
+            return Ok(None);
+        }
+        let len = length.load(Ordering::Relaxed) as usize;
+        let text = offset + RECORD_HEADER;
+        self.check_range(text, len)?;
         let mut out = vec![0u8; len];
-        // SAFETY: the source range is inside the mapping (asserted).
+        // SAFETY: the source range is inside the mapping (checked); the
+        // Acquire load above saw the record published, after which its single
+        // writer never touches these bytes again, so the copy races with
+        // nothing.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), out.as_mut_ptr(), len)
+            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(text), out.as_mut_ptr(), len)
         }
-        out
+        Ok(Some(out))
     }
 }
 
@@ -106,33 +246,11 @@ impl Drop for SharedMemory {
     }
 }
 
-// SAFETY: the mapping is only accessed through atomics or by the single
-// writer that claimed it; the pointer itself is plain data.
+// SAFETY: the mapping is only accessed through atomics or write-once
+// records (type invariant); the pointer itself is plain data.
 unsafe impl Send for SharedMemory {}
 // SAFETY: see `Send`.
 unsafe impl Sync for SharedMemory {}
-
-/// `pidfd_open(pid, 0)`.
-pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// `pidfd_getfd(pidfd, target_fd, 0)`: a duplicate of another process's fd.
-pub fn pidfd_getfd(pidfd: &OwnedFd, target_fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
 
 /// `kcmp(pid1, pid2, KCMP_FILE, fd1, fd2)`: 0 when both name the same file.
 pub fn kcmp_file(pid: Pid, fd1: RawFd, fd2: RawFd) -> io::Result<i64> {
@@ -319,97 +437,6 @@ pub fn uffd_api_features(uffd: &OwnedFd) -> io::Result<u64> {
     Ok(api.features)
 }
 
-/// One `PAGEMAP_SCAN` ioctl over `[start, end)` of this process asking for
-/// present pages; returns the number of ranges the kernel reported.
-pub fn pagemap_scan_self(pagemap: &std::fs::File, start: u64, end: u64) -> io::Result<usize> {
-    #[repr(C)]
-    struct PageRegion {
-        start: u64,
-        end: u64,
-        categories: u64,
-    }
-    #[repr(C)]
-    struct PmScanArg {
-        size: u64,
-        flags: u64,
-        start: u64,
-        end: u64,
-        walk_end: u64,
-        vec: u64,
-        vec_len: u64,
-        max_pages: u64,
-        category_inverted: u64,
-        category_mask: u64,
-        category_anyof_mask: u64,
-        return_mask: u64,
-    }
-    const PAGEMAP_SCAN: libc::c_ulong = 0xC060_6610;
-    const PAGE_IS_PRESENT: u64 = 1 << 3;
-    let mut regions: [PageRegion; 8] = std::array::from_fn(|_| PageRegion {
-        start: 0,
-        end: 0,
-        categories: 0,
-    });
-    let mut arg = PmScanArg {
-        size: std::mem::size_of::<PmScanArg>() as u64,
-        flags: 0,
-        start,
-        end,
-        walk_end: 0,
-        vec: regions.as_mut_ptr() as u64,
-        vec_len: regions.len() as u64,
-        max_pages: 0,
-        category_inverted: 0,
-        category_mask: PAGE_IS_PRESENT,
-        category_anyof_mask: 0,
-        return_mask: PAGE_IS_PRESENT,
-    };
-    // SAFETY: `arg` (96 bytes, matching the ioctl number) and the `regions`
-    // array it points to are live locals sized as declared in `vec_len`.
-    let ret = unsafe {
-        libc::ioctl(
-            pagemap.as_raw_fd(),
-            PAGEMAP_SCAN,
-            &mut arg as *mut PmScanArg,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ret as usize)
-}
-
-/// `PTRACE_PEEKSIGINFO` of up to one queued signal of a stopped tracee.
-pub fn ptrace_peeksiginfo(pid: Pid) -> io::Result<usize> {
-    #[repr(C)]
-    struct PeekSiginfoArgs {
-        off: u64,
-        flags: u32,
-        nr: i32,
-    }
-    const PTRACE_PEEKSIGINFO: libc::c_uint = 0x4209;
-    let args = PeekSiginfoArgs {
-        off: 0,
-        flags: 0,
-        nr: 1,
-    };
-    let mut buffer = [0u8; 128];
-    // SAFETY: the kernel reads `args` and writes at most `nr` (1) siginfo of
-    // 128 bytes into the live local buffer.
-    let ret = unsafe {
-        libc::ptrace(
-            PTRACE_PEEKSIGINFO,
-            pid.as_raw(),
-            &args as *const PeekSiginfoArgs,
-            buffer.as_mut_ptr(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ret as usize)
-}
-
 /// Keeps only the capabilities in `keep` (bit numbers) in the permitted and
 /// effective sets of this process, and clears the inheritable set.
 pub fn capset_keep(keep: &[u32]) -> io::Result<()> {
@@ -456,25 +483,6 @@ pub fn set_keepcaps(on: bool) -> io::Result<()> {
         libc::prctl(
             libc::PR_SET_KEEPCAPS,
             libc::c_ulong::from(on),
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `prctl(PR_SET_PDEATHSIG, sig)`: used for helpers that must not outlive
-/// their worker.
-pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
-    // SAFETY: integer-only prctl.
-    let ret = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            signal as libc::c_ulong,
             0 as libc::c_ulong,
             0 as libc::c_ulong,
             0 as libc::c_ulong,
@@ -556,72 +564,135 @@ pub fn wait_raw(pid: i32) -> io::Result<i32> {
     Ok(status)
 }
 
-/// Takes ownership of a descriptor number given on the command line
-/// (`criu swrk FD`), after checking that it is open.
-pub fn adopt_fd(raw: RawFd) -> io::Result<OwnedFd> {
+/// A descriptor of our own for a descriptor *number* this process was handed
+/// by its parent (`criu swrk FD`, `--status-fd`, `--inherit-fd`).
+///
+/// Ownership stays explicit: the number itself is never adopted (something
+/// else in the process could already own it, and two owners would
+/// double-close), so the caller gets a fresh close-on-exec duplicate it owns
+/// alone. The original is marked close-on-exec so it cannot leak into
+/// exec_cmd or restored tasks, and is otherwise left alone (it goes away
+/// when the process exits).
+pub fn dup_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
     if raw < 0 {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
-    // SAFETY: F_GETFD only queries the descriptor table.
+    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor table and returns a
+    // new descriptor; it neither closes nor takes ownership of `raw`.
+    let fd = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor the kernel just created for this
+    // call; nothing else refers to it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: F_SETFD changes only the close-on-exec flag of `raw` (which is
+    // open: the dup above succeeded); no memory and no ownership involved.
+    if unsafe { libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
+/// Takes ownership of a descriptor that our parent handed us by number on the command line and that
+/// we are meant to close (`--status-fd`: CRIU writes its byte and closes it, and callers wait for
+/// end-of-file). Call it at most once per number.
+pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: F_GETFD only reads the descriptor flags; it fails with EBADF if `raw` is not open.
     if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the descriptor is open (checked above) and was handed to this
-    // process by its parent for our exclusive use; nothing else in the
-    // process refers to it.
+    // SAFETY: `raw` is open (checked above) and came to us across exec, named on the command line
+    // for this purpose: no object of this process was created for that number, so the OwnedFd made
+    // here is its only owner. The callers (the readiness signal, run once per process) take each
+    // number once.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Closes an inherited descriptor number in a forked child that will leave
-/// through `std::process::exit` without dropping the descriptor's owner.
-pub fn close_in_child(raw: RawFd) {
-    // SAFETY: called only in a forked worker, which never touches the
-    // parent's owner of `raw` again (it exits without unwinding past it), so
-    // no double close or use-after-close can happen.
-    unsafe {
-        libc::close(raw);
-    }
+/// `accept4(listener, SOCK_CLOEXEC)`: the new connection, owned.
+pub fn accept_connection(listener: &OwnedFd) -> nix::Result<OwnedFd> {
+    let raw = nix::sys::socket::accept4(
+        listener.as_raw_fd(),
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )?;
+    // SAFETY: accept4 returned a fresh descriptor created for this call;
+    // nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// `PTRACE_GET_RSEQ_CONFIGURATION` of a stopped tracee: the size the
-/// kernel filled in.
-pub fn ptrace_rseq_configuration(pid: Pid) -> io::Result<usize> {
-    const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
-    // struct ptrace_rseq_configuration: u64 rseq_abi_pointer; u32 rseq_abi_size;
-    // u32 signature; u32 flags; u32 pad.
-    let mut config = [0u8; 24];
-    // SAFETY: the kernel writes at most `addr` (24) bytes into the live
-    // local buffer.
-    let ret = unsafe {
-        libc::ptrace(
-            PTRACE_GET_RSEQ_CONFIGURATION,
-            pid.as_raw(),
-            config.len(),
-            config.as_mut_ptr(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ret as usize)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `PTRACE_SECCOMP_GET_FILTER` of filter 0 of a stopped tracee, with no
-/// buffer (only the instruction count is asked for).
-pub fn ptrace_seccomp_filter_len(pid: Pid) -> io::Result<usize> {
-    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
-    // SAFETY: a NULL data pointer asks for the filter length only; nothing
-    // is written.
-    let ret = unsafe {
-        libc::ptrace(
-            PTRACE_SECCOMP_GET_FILTER,
-            pid.as_raw(),
-            0usize,
-            std::ptr::null_mut::<libc::c_void>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
+    #[test]
+    fn fork_is_refused_while_other_threads_exist() {
+        // libtest runs this on a spawned thread, so there are at least two.
+        assert!(thread_count().unwrap() >= 2);
+        match fork_process() {
+            Err(ForkError::Multithreaded { threads }) => assert!(threads >= 2),
+            Ok(ForkResult::Child) => std::process::exit(0),
+            other => panic!("fork from a multithreaded process: {other:?}"),
+        }
     }
-    Ok(ret as usize)
+
+    #[test]
+    fn shared_ranges_that_overflow_or_overrun_are_errors() {
+        let memory = SharedMemory::new(4096).unwrap();
+        assert!(matches!(
+            memory.atomic_u32(usize::MAX - 1),
+            Err(SharedMemoryError::Misaligned { .. })
+        ));
+        assert!(matches!(
+            memory.atomic_u32(usize::MAX - 3),
+            Err(SharedMemoryError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            memory.atomic_i32(4096),
+            Err(SharedMemoryError::OutOfBounds { offset: 4096, .. })
+        ));
+        assert!(matches!(
+            memory.publish_once(4, &[7u8; 4096]),
+            Err(SharedMemoryError::OutOfBounds { .. })
+        ));
+        // The refused record was not claimed.
+        assert_eq!(memory.read_published(4).unwrap(), None);
+    }
+
+    #[test]
+    fn records_are_published_once() {
+        let memory = SharedMemory::new(4096).unwrap();
+        assert_eq!(memory.read_published(8).unwrap(), None);
+        assert!(memory.publish_once(8, b"first").unwrap());
+        assert!(!memory.publish_once(8, b"second").unwrap());
+        assert_eq!(
+            memory.read_published(8).unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
+    }
+
+    #[test]
+    fn inherited_fds_are_duplicated_not_adopted() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let copy = dup_inherited_fd(writer.as_raw_fd()).unwrap();
+        assert_ne!(copy.as_raw_fd(), writer.as_raw_fd());
+        let flags = nix::fcntl::fcntl(&writer, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(
+            flags & libc::FD_CLOEXEC,
+            0,
+            "the original is now close-on-exec"
+        );
+        drop(copy);
+        // The original is still open and still ours to use.
+        nix::unistd::write(&writer, b"x").unwrap();
+        let mut byte = [0u8];
+        nix::unistd::read(&reader, &mut byte).unwrap();
+        assert_eq!(&byte, b"x");
+        assert_eq!(
+            dup_inherited_fd(-1).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
+    }
 }

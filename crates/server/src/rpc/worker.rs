@@ -95,7 +95,7 @@ fn keep_open_allowed(kind: Option<CriuReqType>) -> bool {
 /// Runs `body` in a forked child and returns its wait status. A panic in the
 /// child becomes exit status 1; the child never returns into our caller.
 fn run_in_child(body: impl FnOnce() -> i32) -> std::io::Result<WaitStatus> {
-    match sys::fork_process()? {
+    match sys::fork_process().map_err(std::io::Error::other)? {
         ForkResult::Child => {
             let code = std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
                 tracing::error!("internal error: request helper panicked");
@@ -365,7 +365,10 @@ impl<'e> Worker<'e> {
             if rpc {
                 rpc_notify(sock, action, pid)?;
             }
-            run_action_scripts(scripts, action, pid)
+            crate::action_script::run(scripts, action, pid).map_err(|error| {
+                tracing::error!("{error}");
+                error.to_string()
+            })
         }
     }
 
@@ -648,31 +651,6 @@ fn rpc_notify(sock: &RpcSocket, action: &str, pid: Option<i32>) -> Result<(), St
             Err(error.to_string())
         }
     }
-}
-
-/// Runs the `--action-script` commands for `action` (CRTOOLS_SCRIPT_ACTION
-/// in the environment, CRTOOLS_INIT_PID when there is a pid).
-fn run_action_scripts(scripts: &[String], action: &str, pid: Option<i32>) -> Result<(), String> {
-    for script in scripts {
-        let mut command = std::process::Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(script)
-            .env("CRTOOLS_SCRIPT_ACTION", action);
-        if let Some(pid) = pid {
-            command.env("CRTOOLS_INIT_PID", pid.to_string());
-        }
-        let status = command
-            .status()
-            .map_err(|e| format!("can't run action script {script}: {e}"))?;
-        if !status.success() {
-            tracing::error!("Action script {script} for {action} failed: {status}");
-            return Err(format!(
-                "action script {script} failed for {action}: {status}"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// exec_cmd after a successful restore: stdout and stderr go to the log.
