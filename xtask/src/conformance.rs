@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::setup;
 use crate::suite::Tally;
 
-/// Builds `criu` (crates/cli) and `criu-conformance`, then runs the runner against that `criu`.
+/// Builds the workspace (so `criu` and `criu-conformance`), then runs the runner against that `criu`.
 /// Returns `Err` when the build fails or any cell of the table is `fail`; `not-yet` cells (the engine
 /// clearly refused a state it does not support yet) do not fail the stage.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -40,7 +40,7 @@ fn count_cells(results: &serde_json::Value) -> Tally {
 }
 
 fn run_runner(args: &[String]) -> Result<(), String> {
-    setup::cargo(&["build", "-p", "criu-cli", "-p", "criu-conformance"])?;
+    setup::build_workspace()?;
     let mut runner = Command::new(setup::built_binary("debug", "criu-conformance"));
     if !args.iter().any(|arg| arg == "--criu") {
         runner

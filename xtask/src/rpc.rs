@@ -1,4 +1,4 @@
-//! `cargo xtask test-rpc`: the RPC suite. Builds `criu` and `criu-server`, starts one `criu-server
+//! `cargo xtask test-rpc`: the RPC suite. Builds the workspace, starts one `criu-server
 //! service` on a temporary socket (readiness through `--status-fd`), then runs every RPC test against
 //! it and against `criu swrk`: the Rust client's tests (`cargo test -p criu-client`) and each Python
 //! script in tests/rpc (raw sockets and Debian's pycriu, with /usr/bin/python3), ending with the load
@@ -64,7 +64,7 @@ fn run_rows(args: &[String], rows: &mut Vec<Row>) -> Result<(), String> {
     }
     let wanted = |stage: &str| args.is_empty() || args.iter().any(|arg| arg == stage);
 
-    setup::cargo(&["build", "-p", "criu-cli", "-p", "criu-server"])?;
+    setup::build_workspace()?;
     let criu = setup::built_binary("debug", "criu");
     let server = setup::built_binary("debug", "criu-server");
     if !Path::new(PYTHON).exists() {

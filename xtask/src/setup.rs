@@ -52,6 +52,13 @@ pub fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Builds every target of the workspace (debug). Every stage builds through this one invocation: a
+/// build of a subset of packages resolves features differently and would recompile shared
+/// dependencies, while this one is a no-op after the first.
+pub fn build_workspace() -> Result<(), String> {
+    cargo(&["build", "--workspace", "--all-targets"])
+}
+
 /// `cargo` with the given arguments.
 pub fn cargo(args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

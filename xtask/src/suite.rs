@@ -44,7 +44,7 @@ pub fn run_all(args: &[String]) -> Result<(), String> {
         StageResult {
             name: "build",
             tally: Tally::default(),
-            outcome: setup::cargo(&["build", "--workspace", "--all-targets"]),
+            outcome: setup::build_workspace(),
         },
     ];
     let (tally, outcome) = cargo_test(&["test", "--workspace", "--no-fail-fast"]);
@@ -105,6 +105,9 @@ fn cargo_test(args: &[&str]) -> (Tally, Result<(), String>) {
     let mut command = Command::new(cargo);
     command
         .args(args)
+        // The build stage already built every binary the tests start; a nested build of a package
+        // subset would recompile shared dependencies with other features.
+        .env("CRIU_RS_NO_BUILD", "1")
         .current_dir(setup::workspace_root())
         .stdout(Stdio::piped());
     let mut child = match command.spawn() {
