@@ -307,13 +307,22 @@ fn criu_command(criu: &Path, args: &[&str], images: &Path, log: &str) -> Result<
 }
 
 /// Kills a restored tree (re-parented to us, the subreaper) and reaps everything that exits.
+///
+/// Signals go through kill(2) directly: procps' `kill -KILL -PGID` treats "-PGID" as an option and ends
+/// up calling kill(-1, SIGKILL), which kills every process on the machine.
 fn kill_tree(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{pid}")])
-        .status();
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    if raw <= 1 {
+        return;
+    }
+    // The workload is a session and group leader, as are its restored copies.
+    let _ = killpg(Pid::from_raw(raw), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
         while let Ok(status) =

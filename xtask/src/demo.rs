@@ -102,7 +102,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "restored pid {restored_pid} differs from the original {pid}"
         ));
     }
-    let _ = Command::new("kill").arg("-9").arg(&restored_pid).status();
+    if let Ok(raw) = restored_pid.parse::<i32>() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(raw),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     println!("demo: done; images and logs are in {}", work.display());
     Ok(())
 }

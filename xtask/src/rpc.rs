@@ -185,9 +185,16 @@ impl Service {
     }
 
     fn terminate(&mut self) -> Result<(), String> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        if !matches!(sent, Ok(status) if status.success()) {
+        let pid = self.child.id();
+        let sent = i32::try_from(pid)
+            .map_err(|_| nix::errno::Errno::ESRCH)
+            .and_then(|raw| {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(raw),
+                    nix::sys::signal::Signal::SIGTERM,
+                )
+            });
+        if sent.is_err() {
             let _ = self.child.kill();
             let _ = self.child.wait();
             return Err(format!(
