@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::procmem::ProcMem;
 use crate::regs::{UserRegs, XState};
-use crate::sys;
+use crate::sys::{self, MAX_FDS_PER_MESSAGE};
 use crate::tracee::{StopEvent, Tracee};
 use crate::{CompelError, Pid};
 
@@ -30,8 +30,15 @@ pub struct RemoteOptions {
     /// ([`RemoteSession::scratch_mapping`]). Its last page is the session's internal page; it is unmapped
     /// on close like an own one. Overrides `scratch_size` and `scratch_addr`.
     pub inherited_scratch: Option<(u64, usize)>,
+    /// Use a caller-owned read-write mapping `(address, length)` as the scratch area; unlike
+    /// `inherited_scratch` it stays mapped when the session closes or finishes. Its last page is the
+    /// session's internal page. Overrides `scratch_size`, `scratch_addr` and `inherited_scratch`.
+    pub borrowed_scratch: Option<(u64, usize)>,
     /// Address of a `syscall` instruction to use instead of searching for one.
     pub gadget: Option<u64>,
+    /// Bytes `finish_with_state` unmaps from the trampoline page on (a page, or the trampoline page and
+    /// a borrowed scratch area right behind it, so that one call removes both).
+    pub trampoline_len: usize,
     /// Upper bound for one remote syscall (a remote pread of a large image may take a while).
     pub syscall_timeout: Duration,
 }
@@ -42,7 +49,9 @@ impl Default for RemoteOptions {
             scratch_size: DEFAULT_SCRATCH_SIZE,
             scratch_addr: None,
             inherited_scratch: None,
+            borrowed_scratch: None,
             gadget: None,
+            trampoline_len: PAGE_SIZE,
             syscall_timeout: Duration::from_secs(60),
         }
     }
@@ -76,6 +85,37 @@ struct FdTransport {
     remote_recv: i32,
 }
 
+/// The thread a session runs in: borrowed from the caller, or owned by the session (a session that must
+/// outlive the scope that created its thread, e.g. one per task kept across the phases of a restore).
+#[derive(Debug)]
+enum Held<'a> {
+    Borrowed(&'a mut Tracee),
+    Owned(Box<Tracee>),
+    /// The owned thread was handed back by `close_into_tracee` (the session is closed then).
+    Released,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Tracee;
+    fn deref(&self) -> &Tracee {
+        match self {
+            Held::Borrowed(t) => t,
+            Held::Owned(t) => t,
+            Held::Released => unreachable!("a closed session never touches its thread"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Tracee {
+        match self {
+            Held::Borrowed(t) => t,
+            Held::Owned(t) => t,
+            Held::Released => unreachable!("a closed session never touches its thread"),
+        }
+    }
+}
+
 /// A remote-syscall session on one stopped thread.
 ///
 /// On creation it saves the thread's registers and signal mask, blocks all signals in the thread (so no
@@ -97,7 +137,7 @@ struct FdTransport {
 /// ```
 #[derive(Debug)]
 pub struct RemoteSession<'a> {
-    tracee: &'a mut Tracee,
+    tracee: Held<'a>,
     mem: ProcMem,
     saved_regs: UserRegs,
     saved_sigmask: u64,
@@ -106,6 +146,10 @@ pub struct RemoteSession<'a> {
     scratch_base: u64,
     scratch_mapped: usize,
     scratch_user: usize,
+    /// The scratch mapping belongs to the caller: close and finish leave it mapped.
+    scratch_borrowed: bool,
+    /// Length unmapped from the trampoline page by `finish_with_state`.
+    trampoline_len: usize,
     pidfd: Option<OwnedFd>,
     transport: Option<FdTransport>,
     timeout: Duration,
@@ -142,6 +186,15 @@ fn nofile_soft_limit(pid: Pid) -> Option<u64> {
         .ok()
 }
 
+impl RemoteSession<'static> {
+    /// Starts a session that owns its thread, so that it can be stored (e.g. one per task under
+    /// restore) independently of the scope that seized or adopted the thread. Get the thread back with
+    /// [`RemoteSession::close_into_tracee`]; dropping the session tears it down and detaches the thread.
+    pub fn owning(tracee: Tracee, options: RemoteOptions) -> Result<Self, CompelError> {
+        Self::start(Held::Owned(Box::new(tracee)), options)
+    }
+}
+
 impl<'a> RemoteSession<'a> {
     /// Starts a session with default options (gadget searched, 64 KiB scratch).
     pub fn new(tracee: &'a mut Tracee) -> Result<Self, CompelError> {
@@ -166,6 +219,10 @@ impl<'a> RemoteSession<'a> {
         tracee: &'a mut Tracee,
         options: RemoteOptions,
     ) -> Result<Self, CompelError> {
+        Self::start(Held::Borrowed(tracee), options)
+    }
+
+    fn start(mut tracee: Held<'a>, options: RemoteOptions) -> Result<Self, CompelError> {
         if !tracee.is_stopped() {
             return Err(CompelError::InvalidArgument(format!(
                 "thread {} must be in a ptrace-stop to start a remote session",
@@ -193,7 +250,7 @@ impl<'a> RemoteSession<'a> {
                 }
                 Gadget::Trampoline(addr)
             }
-            None => find_gadget(tracee, &mem, &saved_regs)?,
+            None => find_gadget(&tracee, &mem, &saved_regs)?,
         };
         tracee.set_sigmask(!0u64)?;
         let mut session = RemoteSession {
@@ -205,12 +262,14 @@ impl<'a> RemoteSession<'a> {
             scratch_base: 0,
             scratch_mapped: 0,
             scratch_user: 0,
+            scratch_borrowed: false,
+            trampoline_len: options.trampoline_len,
             pidfd: None,
             transport: None,
             timeout: options.syscall_timeout,
             closed: false,
         };
-        if let Some((addr, len)) = options.inherited_scratch {
+        if let Some((addr, len)) = options.borrowed_scratch.or(options.inherited_scratch) {
             if len <= INTERNAL_SCRATCH || len % PAGE_SIZE != 0 || addr % PAGE_SIZE as u64 != 0 {
                 return Err(CompelError::InvalidArgument(format!(
                     "inherited scratch {addr:#x}+{len:#x} is not a page-aligned mapping larger than one page"
@@ -219,6 +278,7 @@ impl<'a> RemoteSession<'a> {
             session.scratch_base = addr;
             session.scratch_mapped = len;
             session.scratch_user = len - INTERNAL_SCRATCH;
+            session.scratch_borrowed = options.borrowed_scratch.is_some();
         } else if options.scratch_size > 0 {
             let len = round_up_page(options.scratch_size + INTERNAL_SCRATCH);
             let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
@@ -245,7 +305,7 @@ impl<'a> RemoteSession<'a> {
 
     /// The thread this session runs in (read-only while the session lives).
     pub fn tracee(&self) -> &Tracee {
-        self.tracee
+        &self.tracee
     }
 
     /// Registers as they were when the session started (restored by `close`).
@@ -454,7 +514,7 @@ impl<'a> RemoteSession<'a> {
             event: format!("syscall {nr} returned {ret} without a clone event"),
             during: "a remote clone",
         })?;
-        let mut child = Tracee::adopt_auto_attached(new_tid, self.tracee)?;
+        let mut child = Tracee::adopt_auto_attached(new_tid, &self.tracee)?;
         if child.options() != original {
             child.set_options(original)?;
         }
@@ -640,13 +700,24 @@ impl<'a> RemoteSession<'a> {
 
     /// Remote recvmsg of one SCM_RIGHTS message on `sock`; returns the fd number it got in the target.
     fn remote_recv_fd(&mut self, sock: i32, cloexec: bool) -> Result<i32, CompelError> {
+        Ok(self.remote_recv_fds(sock, 1, cloexec)?[0])
+    }
+
+    /// Remote recvmsg of one SCM_RIGHTS message with `count` fds on `sock`; returns their numbers.
+    fn remote_recv_fds(
+        &mut self,
+        sock: i32,
+        count: usize,
+        cloexec: bool,
+    ) -> Result<Vec<i32>, CompelError> {
         let base = self.internal_addr()?;
-        // Layout in the internal page: msghdr @0 (56 bytes), iovec @64, 1 data byte @80, cmsg @96.
+        // Layout in the internal page: msghdr @0 (56 bytes), iovec @64, 1 data byte @80, cmsg @96
+        // (CMSG_SPACE(4 * 253) = 1032 bytes at most).
         let iov_addr = base + 64;
         let data_addr = base + 80;
         let control_addr = base + 96;
-        let control_len: u64 = 24; // CMSG_SPACE(sizeof(int)) on x86_64
-        let mut page = [0u8; 128];
+        let control_len = 16 + (4 * count as u64).div_ceil(8) * 8;
+        let mut page = vec![0u8; 96 + control_len as usize];
         page[16..24].copy_from_slice(&iov_addr.to_le_bytes()); // msg_iov
         page[24..32].copy_from_slice(&1u64.to_le_bytes()); // msg_iovlen
         page[32..40].copy_from_slice(&control_addr.to_le_bytes()); // msg_control
@@ -662,15 +733,17 @@ impl<'a> RemoteSession<'a> {
             libc::SYS_recvmsg,
             [sock as u64, base, flags as u64, 0, 0, 0],
         )?;
-        let back = self.mem.read_vec(base, 128)?;
+        let back = self.mem.read_vec(base, page.len())?;
         let msg_flags = i32::from_le_bytes([back[48], back[49], back[50], back[51]]);
-        let cmsg = &back[96..120];
-        let level = i32::from_le_bytes([cmsg[8], cmsg[9], cmsg[10], cmsg[11]]);
-        let kind = i32::from_le_bytes([cmsg[12], cmsg[13], cmsg[14], cmsg[15]]);
-        let received = i32::from_le_bytes([cmsg[16], cmsg[17], cmsg[18], cmsg[19]]);
-        if level != libc::SOL_SOCKET
-            || kind != libc::SCM_RIGHTS
+        let cmsg = &back[96..];
+        let word =
+            |at: usize| i32::from_le_bytes([cmsg[at], cmsg[at + 1], cmsg[at + 2], cmsg[at + 3]]);
+        let cmsg_len = u64::from_le_bytes(cmsg[..8].try_into().unwrap_or([0; 8]));
+        let got = (cmsg_len.saturating_sub(16) / 4) as usize;
+        if word(8) != libc::SOL_SOCKET
+            || word(12) != libc::SCM_RIGHTS
             || msg_flags & libc::MSG_CTRUNC != 0
+            || got != count
         {
             return Err(CompelError::Fd {
                 op: "remote recvmsg(SCM_RIGHTS)",
@@ -679,19 +752,17 @@ impl<'a> RemoteSession<'a> {
                 source: std::io::Error::from_raw_os_error(libc::EPROTO),
             });
         }
-        Ok(received)
+        Ok((0..count).map(|i| word(16 + 4 * i)).collect())
     }
 
     fn teardown(&mut self) -> Result<(), CompelError> {
         let mut first_error = None;
         if let Some(t) = self.transport.take() {
-            for fd in [t.remote_send, t.remote_recv] {
-                if let Err(e) = self.syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) {
-                    first_error.get_or_insert(e);
-                }
+            if let Err(e) = self.close_remote_transport(&t) {
+                first_error.get_or_insert(e);
             }
         }
-        if self.scratch_mapped > 0 {
+        if self.scratch_mapped > 0 && !self.scratch_borrowed {
             if let Err(e) = self.syscall(
                 libc::SYS_munmap,
                 [self.scratch_base, self.scratch_mapped as u64, 0, 0, 0, 0],
@@ -717,12 +788,102 @@ impl<'a> RemoteSession<'a> {
         self.teardown()
     }
 
+    /// Like [`RemoteSession::close`], and hands back the thread of a session made with
+    /// [`RemoteSession::owning`] (`None` for a session on a borrowed thread). The thread is returned
+    /// even when the teardown failed, together with the first error.
+    pub fn close_into_tracee(mut self) -> (Option<Tracee>, Result<(), CompelError>) {
+        let result = self.teardown();
+        let held = std::mem::replace(&mut self.tracee, Held::Released);
+        match held {
+            Held::Owned(tracee) => (Some(*tracee), result),
+            Held::Borrowed(_) | Held::Released => (None, result),
+        }
+    }
+
+    /// Uses a transport the caller set up instead of one made by remote syscalls: `local_send` is our
+    /// end of a connected socket pair and `remote_recv` the number at which the target holds the other
+    /// end (e.g. inherited across fork). The target's end is closed by [`RemoteSession::close_transport`]
+    /// or when the session ends.
+    pub fn adopt_transport(
+        &mut self,
+        local_send: OwnedFd,
+        remote_recv: i32,
+    ) -> Result<(), CompelError> {
+        if remote_recv < 0 {
+            return Err(CompelError::InvalidArgument(format!(
+                "transport fd {remote_recv} of thread {}",
+                self.tracee.tid()
+            )));
+        }
+        if let Some(old) = self.transport.replace(FdTransport {
+            local_send,
+            remote_send: -1,
+            remote_recv,
+        }) {
+            self.close_remote_transport(&old)?;
+        }
+        Ok(())
+    }
+
+    fn close_remote_transport(&mut self, t: &FdTransport) -> Result<(), CompelError> {
+        for fd in [t.remote_send, t.remote_recv] {
+            if fd >= 0 {
+                self.syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the target's ends of the fd transport now (it is made again if fds are installed later).
+    pub fn close_transport(&mut self) -> Result<(), CompelError> {
+        match self.transport.take() {
+            Some(t) => self.close_remote_transport(&t),
+            None => Ok(()),
+        }
+    }
+
+    /// Installs duplicates of `fds` in the target at whatever numbers the kernel picks (the lowest free
+    /// ones) and returns those numbers, in order. The fds travel in SCM_RIGHTS messages of at most
+    /// [`MAX_FDS_PER_MESSAGE`] each, one remote recvmsg per message. FD_CLOEXEC is set iff `cloexec`.
+    pub fn install_fds(
+        &mut self,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        cloexec: bool,
+    ) -> Result<Vec<i32>, CompelError> {
+        self.ensure_transport()?;
+        let mut numbers = Vec::with_capacity(fds.len());
+        for chunk in fds.chunks(MAX_FDS_PER_MESSAGE) {
+            let (local_send, remote_recv) = match self.transport.as_ref() {
+                Some(t) => (t.local_send.as_fd(), t.remote_recv),
+                None => return Err(CompelError::InvalidArgument("fd transport missing".into())),
+            };
+            let pid = self.tracee.tgid();
+            sys::send_fds(local_send, chunk).map_err(|source| CompelError::Fd {
+                op: "sendmsg(SCM_RIGHTS)",
+                pid,
+                fd: remote_recv,
+                source,
+            })?;
+            numbers.extend(self.remote_recv_fds(remote_recv, chunk.len(), cloexec)?);
+        }
+        Ok(numbers)
+    }
+
     /// Ends a restore: unmaps the scratch area, then unmaps the trampoline page under PTRACE_SYSCALL and,
     /// at that munmap's syscall-exit stop, sets `regs` (apply [`crate::fixup_syscall_restart`] first),
     /// `xstate` and `sigmask`. The thread is left in that stop; detach it to let it run. Requires a
     /// trampoline gadget (a page of its own).
     pub fn finish_with_state(
         mut self,
+        regs: &UserRegs,
+        xstate: Option<&XState>,
+        sigmask: u64,
+    ) -> Result<(), CompelError> {
+        self.finish(regs, xstate, sigmask)
+    }
+
+    fn finish(
+        &mut self,
         regs: &UserRegs,
         xstate: Option<&XState>,
         sigmask: u64,
@@ -735,20 +896,19 @@ impl<'a> RemoteSession<'a> {
             )));
         };
         if let Some(t) = self.transport.take() {
-            for fd in [t.remote_send, t.remote_recv] {
-                self.syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
-            }
+            self.close_remote_transport(&t)?;
         }
-        if self.scratch_mapped > 0 {
+        if self.scratch_mapped > 0 && !self.scratch_borrowed {
             self.syscall(
                 libc::SYS_munmap,
                 [self.scratch_base, self.scratch_mapped as u64, 0, 0, 0, 0],
             )?;
-            self.scratch_mapped = 0;
         }
+        self.scratch_mapped = 0;
         self.closed = true;
         let page = trampoline & !(PAGE_SIZE as u64 - 1);
-        let mut call = self.injected_regs(libc::SYS_munmap, [page, PAGE_SIZE as u64, 0, 0, 0, 0]);
+        let len = round_up_page(self.trampoline_len.max(1)) as u64;
+        let mut call = self.injected_regs(libc::SYS_munmap, [page, len, 0, 0, 0, 0]);
         call.ip = trampoline;
         self.tracee.set_regs(&call)?;
         let tid = self.tracee.tid();
@@ -784,6 +944,70 @@ impl<'a> RemoteSession<'a> {
         }
         self.tracee.set_sigmask(sigmask)?;
         Ok(())
+    }
+
+    /// [`RemoteSession::finish_with_state`] that hands back the thread of a session made with
+    /// [`RemoteSession::owning`] (`None` for a borrowed thread), left in the munmap's syscall-exit stop.
+    pub fn finish_into_tracee(
+        mut self,
+        regs: &UserRegs,
+        xstate: Option<&XState>,
+        sigmask: u64,
+    ) -> (Option<Tracee>, Result<(), CompelError>) {
+        let result = self.finish(regs, xstate, sigmask);
+        (self.release(), result)
+    }
+
+    /// Gives up the session without any remote call or register change (the thread was killed, or
+    /// is about to be), handing back the thread of an owning session.
+    pub fn abandon(mut self) -> Option<Tracee> {
+        self.release()
+    }
+
+    /// Marks the session closed and takes an owned thread out of it.
+    fn release(&mut self) -> Option<Tracee> {
+        self.closed = true;
+        match std::mem::replace(&mut self.tracee, Held::Released) {
+            Held::Owned(tracee) => Some(*tracee),
+            Held::Borrowed(_) | Held::Released => None,
+        }
+    }
+
+    /// Changes the ptrace options of the thread (e.g. adds `suspend_seccomp` once a filter is in place).
+    pub fn set_tracee_options(&mut self, options: crate::SeizeOptions) -> Result<(), CompelError> {
+        self.tracee.set_options(options)
+    }
+
+    /// Ends the thread's process as if it had exited with the raw wait status `wait_status`: the low
+    /// seven bits name a signal (0: a normal exit with code `(wait_status >> 8) & 0xff`, by
+    /// `exit_group`), otherwise the signal is unblocked and sent to the thread, and its default action
+    /// ends the process. Returns once the tracer saw the exit; the process is then a zombie of its
+    /// parent. Signal stops on the way are resumed with their signal. Returns the exit the tracer saw
+    /// ([`StopEvent::Exited`] or [`StopEvent::Killed`]).
+    pub fn exit_with_status(mut self, wait_status: u32) -> Result<StopEvent, CompelError> {
+        let tid = self.tracee.tid();
+        let signal = (wait_status & 0x7f) as i32;
+        let call = if signal == 0 {
+            self.injected_regs(
+                libc::SYS_exit_group,
+                [u64::from((wait_status >> 8) & 0xff), 0, 0, 0, 0, 0],
+            )
+        } else {
+            self.tracee.set_sigmask(0)?;
+            self.injected_regs(libc::SYS_kill, [tid as u64, signal as u64, 0, 0, 0, 0])
+        };
+        // Nothing to tear down in a task that is going away.
+        self.closed = true;
+        self.tracee.set_regs(&call)?;
+        let mut resume_with = 0;
+        loop {
+            self.tracee.cont(resume_with)?;
+            match self.tracee.wait_stop_timeout(self.timeout)? {
+                event if event.is_gone() => return Ok(event),
+                StopEvent::Signal { signal } => resume_with = signal,
+                _ => resume_with = 0,
+            }
+        }
     }
 }
 

@@ -21,9 +21,7 @@ use criu_proto::{GhostChunkEntry, GhostFileEntry, RemapType};
 
 use crate::images::{RestoreImages, TaskImages};
 use crate::memory::close_fds;
-use crate::remote::RemoteError;
-use crate::task::Proc;
-use crate::transport::{Transport, TransportError};
+use crate::task::{Proc, RemoteError};
 
 /// A file object could not be opened or installed.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +77,6 @@ pub enum FileError {
     /// A remote call failed.
     #[error(transparent)]
     Remote(#[from] RemoteError),
-    /// Sending fds failed.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
 }
 
 /// Every file object the restore needs, open in the tracer.
@@ -648,7 +643,6 @@ pub(crate) fn install_fds(
     task: &TaskImages,
     images: &RestoreImages,
     files: &TracerFiles,
-    transport: &Transport,
     epolls_done: &mut HashSet<u32>,
 ) -> Result<(), FileError> {
     let fs = task.fs.as_ref().expect("alive tasks have fs");
@@ -671,14 +665,8 @@ pub(crate) fn install_fds(
         objects.push(fs.root_id);
     }
     let send: Vec<BorrowedFd<'_>> = objects.iter().map(|&id| files.fd(id)).collect();
-    let temps = transport.install(proc, &send)?;
-    if let Some(transport_fd) = proc.transport_fd.take() {
-        proc.call(
-            &format!("close(transport fd {transport_fd})"),
-            libc::SYS_close,
-            &[transport_fd as u64],
-        )?;
-    }
+    let temps = proc.install(&send)?;
+    proc.close_transport()?;
     if change_root {
         let root = temps[cwd_index + 1];
         proc.call("fchdir(root)", libc::SYS_fchdir, &[root as u64])?;

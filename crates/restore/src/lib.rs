@@ -41,11 +41,9 @@ mod files;
 mod images;
 mod layout;
 mod memory;
-mod remote;
 #[allow(unsafe_code)]
 mod sys;
 mod task;
-mod transport;
 mod tree;
 mod tty;
 mod unix;
@@ -64,8 +62,7 @@ pub use files::FileError;
 pub use images::ImageLoadError;
 pub use layout::LayoutError;
 pub use memory::{MemoryError, PageFill};
-pub use remote::RemoteError;
-pub use transport::TransportError;
+pub use task::RemoteError;
 pub use tree::TreeError;
 
 use images::{RestoreImages, TaskState};
@@ -223,15 +220,6 @@ pub enum RestoreError {
         #[source]
         source: RemoteError,
     },
-    /// Threads or fds could not be moved into a task.
-    #[error("restoring pid {pid}: {source}")]
-    Transport {
-        /// The task.
-        pid: i32,
-        /// What failed.
-        #[source]
-        source: TransportError,
-    },
     /// Resource limits could not be set.
     #[error("setting the resource limits of pid {pid}: {errno}")]
     Rlimits {
@@ -313,10 +301,7 @@ pub fn restore(opts: &RestoreOptions, notify: Notify<'_>) -> Result<RestoreRepor
         memory::check_vdso_contents(&images, &running)?;
     }
     let files = files::TracerFiles::open_all(&opts.images, &images, &opts.inherit_fd)?;
-    let transport = transport::Transport::new().map_err(|source| RestoreError::Transport {
-        pid: images.tasks[0].pid,
-        source,
-    })?;
+    let transport = tree::Transport::new()?;
     debug!(elapsed = ?started.elapsed(), tasks = images.tasks.len(), "images loaded and files opened");
     if fail_at == Some(FailStage::Images) {
         return Err(RestoreError::Injected(FailStage::Images));
@@ -394,7 +379,7 @@ fn write_stats(dir: &ImageDir, images: &RestoreImages, forking: Duration, total:
 struct Run<'a> {
     images: &'a RestoreImages,
     files: &'a files::TracerFiles,
-    transport: &'a transport::Transport,
+    transport: &'a tree::Transport,
     opts: &'a RestoreOptions,
     fail_at: Option<FailStage>,
     /// Every task created so far, tree order; alive tasks stay traced.
@@ -441,7 +426,7 @@ impl Run<'_> {
         for (index, task) in images.tasks.iter().enumerate() {
             if index > 0 {
                 let parent = &self.procs[self.proc_index(task.ppid)];
-                let child = tree::spawn_child(parent, task, index)?;
+                let child = tree::spawn_child(parent, self.transport, task, index)?;
                 self.procs.push(child);
             }
             if sessions[index] == SessionStep::Setsid {
@@ -573,7 +558,6 @@ impl Run<'_> {
             task,
             images,
             self.files,
-            self.transport,
             self.opts.page_fill,
         )
         .map_err(|source| RestoreError::Memory { pid, source })?;
@@ -589,11 +573,9 @@ impl Run<'_> {
         for &tid in &task.tids[1..] {
             let proc = &self.procs[index];
             let args = tree::put_clone_args(proc, flags, 0, tid).map_err(task_err)?;
-            let new = match proc.threads[0].call_clone(
-                proc.gadget,
-                &format!("clone3(CLONE_THREAD, set_tid {tid})"),
-                &args,
-            ) {
+            let new = match proc.threads[0]
+                .call_clone(&format!("clone3(CLONE_THREAD, set_tid {tid})"), &args)
+            {
                 Ok(new) => new,
                 Err(RemoteError::Syscall {
                     errno: Errno::EEXIST,
@@ -607,8 +589,7 @@ impl Run<'_> {
                 }
                 Err(e) => return Err(task_err(e)),
             };
-            let thread = remote::Thread::stopped(new).map_err(task_err)?;
-            thread.set_sigmask(!0).map_err(task_err)?;
+            let thread = task::Thread::start(new, proc.gadget).map_err(task_err)?;
             self.procs[index].threads.push(thread);
         }
         self.inject(FailStage::Threads)?;
@@ -618,12 +599,10 @@ impl Run<'_> {
             task,
             images,
             self.files,
-            self.transport,
             &mut self.epolls_done,
         )
         .map_err(|e| match e {
             FileError::Remote(source) => RestoreError::Task { pid, source },
-            FileError::Transport(source) => RestoreError::Transport { pid, source },
             other => RestoreError::Files(other),
         })?;
         self.inject(FailStage::Fds)?;
@@ -687,30 +666,12 @@ impl Run<'_> {
             let thread = &proc.threads[index];
             let core = &task.cores[index];
             let ti = core.thread_info.as_ref().expect("validated");
-            if index == 0 {
-                let ret = thread.final_call(
-                    proc.gadget,
-                    "munmap(trampoline)",
-                    libc::SYS_munmap,
-                    &[proc.gadget, layout::TRAMPOLINE_LEN],
-                )?;
-                if ret != 0 {
-                    return Err(RemoteError::Syscall {
-                        tid: proc.pid,
-                        call: "munmap(trampoline)".into(),
-                        errno: Errno::from_raw(-ret as i32),
-                    });
-                }
-            }
-            let template = thread.xstate()?;
-            thread.set_xstate(&task::build_xstate(&template, &ti.fpregs))?;
-            thread.set_regs(task::final_regs(&ti.gpregs))?;
             let mask = core
                 .thread_core
                 .as_ref()
                 .and_then(|t| t.blk_sigset)
                 .unwrap_or(tc.blk_sigset);
-            thread.set_sigmask(mask)?;
+            thread.finish(&task::final_regs(&ti.gpregs), &ti.fpregs, mask, index == 0)?;
         }
         Ok(())
     }
@@ -741,7 +702,7 @@ impl Run<'_> {
                 continue;
             }
             for thread in &proc.threads {
-                if let Err(e) = thread.detach(None) {
+                if let Err(e) = thread.detach() {
                     warn!(pid = proc.pid, tid = thread.tid.as_raw(), error = %e, "detach failed");
                     first_error.get_or_insert(RestoreError::Task {
                         pid: proc.pid,

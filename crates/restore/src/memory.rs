@@ -15,9 +15,7 @@ use tracing::debug;
 use crate::files::TracerFiles;
 use crate::images::{status, vma_takes_pages, PageRun, RestoreImages, TaskImages, PAGE_SIZE};
 use crate::layout::{self, LayoutError, VdsoLayout, TRAMPOLINE_LEN};
-use crate::remote::RemoteError;
-use crate::task::Proc;
-use crate::transport::{Transport, TransportError};
+use crate::task::{Proc, RemoteError};
 
 /// How page contents get into the restored task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,9 +37,6 @@ pub enum MemoryError {
     /// Planning failed.
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    /// Installing the file/pages fds failed.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
     /// Fewer bytes than needed came from a pages image.
     #[error("pid {pid}: reading {len} bytes for {vaddr:#x} from {file} at offset {offset} returned {got}")]
     ShortRead {
@@ -112,7 +107,6 @@ pub(crate) fn restore_memory(
     task: &TaskImages,
     images: &RestoreImages,
     files: &TracerFiles,
-    transport: &Transport,
     fill: PageFill,
 ) -> Result<(), MemoryError> {
     let mm = task.mm.as_ref().expect("alive tasks have an mm");
@@ -186,7 +180,7 @@ pub(crate) fn restore_memory(
                 .map(|&i| images.pages_files[i].file.as_fd()),
         );
     }
-    let numbers = transport.install(proc, &send)?;
+    let numbers = proc.install(&send)?;
     let mapping_fds: HashMap<(u32, i32), i32> = wanted
         .iter()
         .copied()

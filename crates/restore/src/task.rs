@@ -2,14 +2,91 @@
 //! that is not memory or files: registers and xstate, signal actions, timers,
 //! rlimits, credentials and small per-task attributes.
 
+use std::cell::RefCell;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use criu_compel::{
+    CompelError, ProcMem, RemoteOptions, RemoteSession, SeizeOptions, Tracee, UserRegs, XState,
+};
 use criu_proto::{CoreEntry, CredsEntry, SaEntry, UserX86FpregsEntry, UserX86RegsEntry};
-use libc::user_regs_struct;
+use nix::errno::Errno;
 use nix::unistd::Pid;
 use tracing::{debug, warn};
 
 use crate::images::SeccompInstall;
-use crate::remote::{Memory, RemoteError, Thread};
 use crate::sys;
+
+/// A remote call or a ptrace request in a task under restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The remote system call returned an error.
+    #[error("remote {call} in thread {tid} failed: {errno}")]
+    Syscall {
+        /// The thread the call ran in.
+        tid: i32,
+        /// The call, with its key arguments.
+        call: String,
+        /// The error it returned.
+        errno: Errno,
+    },
+    /// The ptrace layer failed (a request, a stop, the memory of the task).
+    #[error("{call} in thread {tid}: {source}")]
+    Ptrace {
+        /// The thread.
+        tid: i32,
+        /// What was being done.
+        call: String,
+        /// What failed.
+        #[source]
+        source: CompelError,
+    },
+    /// A call did something else than the restore asked for.
+    #[error("thread {tid} {what} during the remote {call}")]
+    UnexpectedStop {
+        /// The thread.
+        tid: i32,
+        /// The call being made.
+        call: String,
+        /// What happened.
+        what: String,
+    },
+}
+
+impl RemoteError {
+    fn from_compel(tid: i32, call: &str, source: CompelError) -> RemoteError {
+        match source {
+            CompelError::RemoteSyscall { errno, .. } => RemoteError::Syscall {
+                tid,
+                call: call.to_string(),
+                errno: Errno::from_raw(errno),
+            },
+            source => RemoteError::Ptrace {
+                tid,
+                call: call.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// Where one traced thread of a task is in the restore.
+#[derive(Debug)]
+enum ThreadState {
+    /// Remote calls run in it through a session on the trampoline.
+    Working(Box<RemoteSession<'static>>),
+    /// Its final state is set; it waits in a stop for the detach.
+    Finished(Tracee),
+    /// Detached, dead or handed back.
+    Released,
+}
+
+/// One traced thread of a task being restored.
+#[derive(Debug)]
+pub(crate) struct Thread {
+    /// Its id.
+    pub tid: Pid,
+    state: RefCell<ThreadState>,
+}
 
 /// A task (thread group) under restore: its traced threads, its memory and
 /// the trampoline the remote calls run through.
@@ -24,7 +101,7 @@ pub(crate) struct Proc {
     /// Traced threads, the leader first.
     pub threads: Vec<Thread>,
     /// /proc/PID/mem.
-    pub mem: Memory,
+    pub mem: ProcMem,
     /// Address of the `syscall` instruction of the trampoline.
     pub gadget: u64,
     /// Start of the scratch area (after the trampoline page).
@@ -36,10 +113,250 @@ pub(crate) struct Proc {
 /// Bytes of scratch memory.
 pub(crate) const SCRATCH_LEN: u64 = crate::layout::TRAMPOLINE_LEN - crate::images::PAGE_SIZE;
 
+/// The ptrace options every restored task is traced with: creations of
+/// threads and processes are followed, and every task dies if the tracer does.
+pub(crate) fn trace_options() -> SeizeOptions {
+    SeizeOptions {
+        trace_clone: true,
+        trace_fork: true,
+        exit_kill: true,
+        ..SeizeOptions::default()
+    }
+}
+
+fn session_options(gadget: u64) -> RemoteOptions {
+    RemoteOptions {
+        gadget: Some(gadget),
+        // The scratch area is the rest of the trampoline mapping, which the
+        // final munmap removes together with the trampoline page.
+        borrowed_scratch: Some((gadget + crate::images::PAGE_SIZE, SCRATCH_LEN as usize)),
+        trampoline_len: crate::layout::TRAMPOLINE_LEN as usize,
+        ..RemoteOptions::default()
+    }
+}
+
+impl Thread {
+    /// Starts remote calls in a stopped thread of a task whose trampoline is
+    /// at `gadget`; every signal is blocked until the final mask is set.
+    pub fn start(tracee: Tracee, gadget: u64) -> Result<Thread, RemoteError> {
+        let tid = tracee.tid();
+        let session = RemoteSession::owning(tracee, session_options(gadget))
+            .map_err(|e| RemoteError::from_compel(tid, "starting remote calls", e))?;
+        Ok(Thread {
+            tid: Pid::from_raw(tid),
+            state: RefCell::new(ThreadState::Working(Box::new(session))),
+        })
+    }
+
+    fn with_session<R>(
+        &self,
+        call: &str,
+        f: impl FnOnce(&mut RemoteSession<'static>) -> Result<R, CompelError>,
+    ) -> Result<R, RemoteError> {
+        let tid = self.tid.as_raw();
+        match &mut *self.state.borrow_mut() {
+            ThreadState::Working(session) => {
+                f(session).map_err(|e| RemoteError::from_compel(tid, call, e))
+            }
+            _ => Err(RemoteError::UnexpectedStop {
+                tid,
+                call: call.to_string(),
+                what: "has no remote session any more".into(),
+            }),
+        }
+    }
+
+    fn take_session(&self, call: &str) -> Result<Box<RemoteSession<'static>>, RemoteError> {
+        let mut state = self.state.borrow_mut();
+        match std::mem::replace(&mut *state, ThreadState::Released) {
+            ThreadState::Working(session) => Ok(session),
+            other => {
+                *state = other;
+                Err(RemoteError::UnexpectedStop {
+                    tid: self.tid.as_raw(),
+                    call: call.to_string(),
+                    what: "has no remote session any more".into(),
+                })
+            }
+        }
+    }
+
+    /// Runs a remote system call; a negative result becomes an error.
+    pub fn call(&self, call: &str, nr: i64, args: &[u64]) -> Result<u64, RemoteError> {
+        let args = six(args);
+        self.with_session(call, |s| s.syscall(nr, args))
+            .map(|ret| ret as u64)
+    }
+
+    /// Runs a remote system call and returns the raw result (-errno on failure).
+    pub fn call_raw(&self, call: &str, nr: i64, args: &[u64]) -> Result<i64, RemoteError> {
+        let args = six(args);
+        self.with_session(call, |s| s.syscall_raw(nr, args))
+    }
+
+    /// Runs a remote clone3 that creates a traced task; returns the new task,
+    /// stopped at its first stop.
+    pub fn call_clone(&self, call: &str, args: &[u64]) -> Result<Tracee, RemoteError> {
+        let args = six(args);
+        self.with_session(call, |s| s.syscall_expect_clone(libc::SYS_clone3, args))
+            .map(|(_, child)| child)
+    }
+
+    /// The thread's rseq registration: (area, size, signature); size 0 if none.
+    pub fn rseq(&self) -> Result<(u64, u32, u32), RemoteError> {
+        let conf = self.with_session("GET_RSEQ_CONFIGURATION", |s| s.tracee().rseq_config())?;
+        Ok((conf.rseq_abi_pointer, conf.rseq_abi_size, conf.signature))
+    }
+
+    /// Adds PTRACE_O_SUSPEND_SECCOMP to the thread's options: its seccomp
+    /// filters do not act while it is traced, so the remote calls that follow
+    /// the installation of a filter are not filtered; they act again once
+    /// the thread is detached.
+    pub fn suspend_seccomp(&self) -> Result<(), RemoteError> {
+        self.with_session("SETOPTIONS(SUSPEND_SECCOMP)", |s| {
+            let options = SeizeOptions {
+                suspend_seccomp: true,
+                ..s.tracee().options()
+            };
+            s.set_tracee_options(options)
+        })
+    }
+
+    /// Ends the thread's process with a raw wait status (see
+    /// [`RemoteSession::exit_with_status`]).
+    pub fn die(&self, wait_status: u32) -> Result<(), RemoteError> {
+        let call = format!("exit with wait status {wait_status:#x}");
+        let session = self.take_session(&call)?;
+        session
+            .exit_with_status(wait_status)
+            .map(drop)
+            .map_err(|e| RemoteError::from_compel(self.tid.as_raw(), &call, e))
+    }
+
+    /// Sets the final registers, FPU state (from `fp`, on top of the thread's
+    /// current XSAVE area) and signal mask; the leader (`unmap_trampoline`)
+    /// first unmaps the trampoline and its scratch area as its very last
+    /// remote call, under PTRACE_SYSCALL, and gets its state at the exit stop.
+    pub fn finish(
+        &self,
+        regs: &UserRegs,
+        fp: &UserX86FpregsEntry,
+        sigmask: u64,
+        unmap_trampoline: bool,
+    ) -> Result<(), RemoteError> {
+        let tid = self.tid.as_raw();
+        let call = "setting the final state";
+        let template = self.with_session(call, |s| s.tracee().xstate())?;
+        let xstate =
+            XState::from_bytes(build_xstate(template.as_bytes(), fp)).ok_or_else(|| {
+                RemoteError::UnexpectedStop {
+                    tid,
+                    call: call.into(),
+                    what: format!("has an XSAVE area of {} bytes", template.len()),
+                }
+            })?;
+        let mut session = self.take_session(call)?;
+        let (tracee, result) = if unmap_trampoline {
+            session.finish_into_tracee(regs, Some(&xstate), sigmask)
+        } else {
+            session.set_saved_regs(*regs);
+            session.set_saved_sigmask(sigmask);
+            match session.tracee().set_xstate(&xstate) {
+                Ok(()) => session.close_into_tracee(),
+                Err(e) => (session.abandon(), Err(e)),
+            }
+        };
+        if let Some(tracee) = tracee {
+            *self.state.borrow_mut() = ThreadState::Finished(tracee);
+        }
+        result
+            .map_err(|e| RemoteError::from_compel(tid, "munmap(trampoline) and the final state", e))
+    }
+
+    /// Detaches a finished thread, letting it run.
+    pub fn detach(&self) -> Result<(), RemoteError> {
+        let state = std::mem::replace(&mut *self.state.borrow_mut(), ThreadState::Released);
+        let tid = self.tid.as_raw();
+        match state {
+            ThreadState::Finished(tracee) => tracee
+                .detach(0)
+                .map_err(|e| RemoteError::from_compel(tid, "PTRACE_DETACH", e)),
+            ThreadState::Working(session) => match session.abandon() {
+                Some(tracee) => tracee
+                    .detach(0)
+                    .map_err(|e| RemoteError::from_compel(tid, "PTRACE_DETACH", e)),
+                None => Ok(()),
+            },
+            ThreadState::Released => Ok(()),
+        }
+    }
+
+    /// Waits until a killed thread is gone (its exit seen by the tracer).
+    pub fn wait_gone(&self) {
+        let state = std::mem::replace(&mut *self.state.borrow_mut(), ThreadState::Released);
+        let mut tracee = match state {
+            ThreadState::Finished(tracee) => tracee,
+            ThreadState::Working(session) => match session.abandon() {
+                Some(tracee) => tracee,
+                None => return,
+            },
+            ThreadState::Released => return,
+        };
+        while !tracee.is_gone() {
+            match tracee.wait_stop() {
+                Ok(_) => {}
+                Err(CompelError::ThreadGone { .. }) => break,
+                Err(e) => {
+                    warn!(tid = self.tid.as_raw(), error = %e, "waiting for a killed task");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn six(args: &[u64]) -> [u64; 6] {
+    let mut all = [0u64; 6];
+    for (slot, value) in all.iter_mut().zip(args) {
+        *slot = *value;
+    }
+    all
+}
+
 impl Proc {
+    /// A blank task stopped in the tracer's hands, its trampoline at `gadget`;
+    /// its end of the fd transport is `transport` (the tracer's end, its number
+    /// in the task).
+    pub fn blank(
+        tracee: Tracee,
+        ppid: i32,
+        task: usize,
+        gadget: u64,
+        transport: (OwnedFd, i32),
+    ) -> Result<Proc, RemoteError> {
+        let pid = tracee.tid();
+        let mem = ProcMem::open(pid)
+            .map_err(|e| RemoteError::from_compel(pid, "opening /proc/PID/mem", e))?;
+        let leader = Thread::start(tracee, gadget)?;
+        let (tracer_end, transport_fd) = transport;
+        leader.with_session("adopting the fd transport", |s| {
+            s.adopt_transport(tracer_end, transport_fd)
+        })?;
+        Ok(Proc {
+            pid,
+            ppid,
+            task,
+            threads: vec![leader],
+            mem,
+            gadget,
+            scratch: gadget + crate::images::PAGE_SIZE,
+            transport_fd: Some(transport_fd),
+        })
+    }
+
     /// A remote call in the leader.
     pub fn call(&self, call: &str, nr: i64, args: &[u64]) -> Result<u64, RemoteError> {
-        self.threads[0].call(self.gadget, call, nr, args)
+        self.threads[0].call(call, nr, args)
     }
 
     /// A remote call in thread `index`.
@@ -50,20 +367,56 @@ impl Proc {
         nr: i64,
         args: &[u64],
     ) -> Result<u64, RemoteError> {
-        self.threads[index].call(self.gadget, call, nr, args)
+        self.threads[index].call(call, nr, args)
     }
 
     /// A remote call in the leader whose raw result (maybe -errno) is returned.
     pub fn call_raw(&self, call: &str, nr: i64, args: &[u64]) -> Result<i64, RemoteError> {
-        self.threads[0].call_raw(self.gadget, call, nr, args)
+        self.threads[0].call_raw(call, nr, args)
+    }
+
+    /// Sends `fds` to the task and returns their numbers there, in order. They
+    /// arrive close-on-exec.
+    pub fn install(&self, fds: &[BorrowedFd<'_>]) -> Result<Vec<i32>, RemoteError> {
+        self.threads[0].with_session(&format!("installing {} fds", fds.len()), |s| {
+            s.install_fds(fds, true)
+        })
+    }
+
+    /// Closes the task's end of the fd transport.
+    pub fn close_transport(&mut self) -> Result<(), RemoteError> {
+        if let Some(fd) = self.transport_fd.take() {
+            self.threads[0].with_session(&format!("close(transport fd {fd})"), |s| {
+                s.close_transport()
+            })?;
+        }
+        Ok(())
     }
 
     /// Writes `data` into the scratch area at `offset`; returns its remote address.
     pub fn put(&self, offset: u64, data: &[u8]) -> Result<u64, RemoteError> {
         debug_assert!(offset + data.len() as u64 <= SCRATCH_LEN);
         let addr = self.scratch + offset;
-        self.mem.write(addr, data)?;
+        self.write(addr, data)?;
         Ok(addr)
+    }
+
+    /// Writes `data` at `addr` of the task.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), RemoteError> {
+        self.mem.write_all_at(addr, data).map_err(|e| {
+            RemoteError::from_compel(
+                self.pid,
+                &format!("writing {} bytes at {addr:#x}", data.len()),
+                e,
+            )
+        })
+    }
+
+    /// Reads `len` bytes at `addr` of the task.
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, RemoteError> {
+        self.mem.read_vec(addr, len).map_err(|e| {
+            RemoteError::from_compel(self.pid, &format!("reading {len} bytes at {addr:#x}"), e)
+        })
     }
 
     /// Writes a NUL-terminated string into the scratch area.
@@ -72,39 +425,34 @@ impl Proc {
         bytes.push(0);
         self.put(offset, &bytes)
     }
-
-    /// The tids of the threads.
-    pub fn tids(&self) -> Vec<Pid> {
-        self.threads.iter().map(|t| t.tid).collect()
-    }
 }
 
 /// The registers a thread resumes with: the dumped ones with the syscall
 /// restart fixup applied (a restartable call is re-run, a restart-block one
 /// returns EINTR) and `orig_rax = -1`, so that the kernel runs no restart
 /// logic of its own on the restored task.
-pub(crate) fn final_regs(gp: &UserX86RegsEntry) -> user_regs_struct {
-    let mut r = user_regs_struct {
+pub(crate) fn final_regs(gp: &UserX86RegsEntry) -> UserRegs {
+    let mut regs = UserRegs {
         r15: gp.r15,
         r14: gp.r14,
         r13: gp.r13,
         r12: gp.r12,
-        rbp: gp.bp,
-        rbx: gp.bx,
+        bp: gp.bp,
+        bx: gp.bx,
         r11: gp.r11,
         r10: gp.r10,
         r9: gp.r9,
         r8: gp.r8,
-        rax: gp.ax,
-        rcx: gp.cx,
-        rdx: gp.dx,
-        rsi: gp.si,
-        rdi: gp.di,
-        orig_rax: u64::MAX,
-        rip: gp.ip,
+        ax: gp.ax,
+        cx: gp.cx,
+        dx: gp.dx,
+        si: gp.si,
+        di: gp.di,
+        orig_ax: gp.orig_ax,
+        ip: gp.ip,
         cs: gp.cs,
-        eflags: gp.flags,
-        rsp: gp.sp,
+        flags: gp.flags,
+        sp: gp.sp,
         ss: gp.ss,
         fs_base: gp.fs_base,
         gs_base: gp.gs_base,
@@ -113,21 +461,8 @@ pub(crate) fn final_regs(gp: &UserX86RegsEntry) -> user_regs_struct {
         fs: gp.fs,
         gs: gp.gs,
     };
-    const ERESTARTSYS: i64 = -512;
-    const ERESTARTNOINTR: i64 = -513;
-    const ERESTARTNOHAND: i64 = -514;
-    const ERESTART_RESTARTBLOCK: i64 = -516;
-    if (gp.orig_ax as i64) >= 0 {
-        match gp.ax as i64 {
-            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
-                r.rax = gp.orig_ax;
-                r.rip = gp.ip.wrapping_sub(2);
-            }
-            ERESTART_RESTARTBLOCK => r.rax = (-libc::EINTR) as i64 as u64,
-            _ => {}
-        }
-    }
-    r
+    criu_compel::fixup_syscall_restart(&mut regs);
+    regs
 }
 
 /// Builds the XSAVE area of a thread from its dumped FPU state, on top of
@@ -679,7 +1014,7 @@ fn restore_posix_timers(
             libc::SYS_timer_create,
             &[timer.clock_id.into(), sigev_addr, id_addr],
         )?;
-        let got = u32::from_le_bytes(proc.mem.read(id_addr, 4)?.try_into().expect("4 bytes"));
+        let got = u32::from_le_bytes(proc.read(id_addr, 4)?.try_into().expect("4 bytes"));
         if got != timer.it_id {
             return Err(RemoteError::UnexpectedStop {
                 tid: proc.pid,

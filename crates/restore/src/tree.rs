@@ -4,20 +4,64 @@
 //! everything again when a restore fails.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use criu_compel::{Tracee, DEFAULT_STOP_TIMEOUT};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use tracing::{debug, warn};
 
 use crate::images::{RestoreImages, TaskImages, TaskState};
 use crate::layout::{self, TRAMPOLINE_LEN};
-use crate::remote::{self, Memory, RemoteError, Thread};
 use crate::sys;
-use crate::task::Proc;
-use crate::transport::Transport;
+use crate::task::{Proc, RemoteError};
+
+/// The socketpair that carries fds from the tracer into the tasks being
+/// restored: every blank task inherits the child end at the same number; the
+/// tracer sends a batch of fds with SCM_RIGHTS on its end and the task
+/// receives them with a remote `recvmsg`.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    tracer_end: OwnedFd,
+    child_end: OwnedFd,
+}
+
+impl Transport {
+    /// Creates the socketpair (both ends close-on-exec in the tracer).
+    pub fn new() -> Result<Transport, TreeError> {
+        let (tracer_end, child_end) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|errno| TreeError::Local {
+            op: "creating the fd transport socketpair",
+            errno,
+        })?;
+        Ok(Transport {
+            tracer_end,
+            child_end,
+        })
+    }
+
+    /// The number the blank tasks have their end at (inherited from the tracer).
+    pub fn child_fd(&self) -> RawFd {
+        self.child_end.as_raw_fd()
+    }
+
+    /// A task's view of the transport: a duplicate of the tracer's end and
+    /// the number of the task's end.
+    fn for_task(&self, transport_fd: i32) -> Result<(OwnedFd, i32), TreeError> {
+        let tracer_end = self.tracer_end.try_clone().map_err(|e| TreeError::Local {
+            op: "duplicating the fd transport",
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        Ok((tracer_end, transport_fd))
+    }
+}
 
 /// The tree cannot be rebuilt as dumped, or a task could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -327,43 +371,35 @@ pub(crate) fn spawn_root(
         return Err(TreeError::RootDied { pid });
     }
     let tid = Pid::from_raw(pid);
-    if let Err(e) = remote::seize_and_stop(tid) {
-        let _ = kill(tid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(tid, None);
-        return Err(e.into());
-    }
-    let proc = blank_proc(pid, 0, 0, gadget, transport.child_fd());
+    let seized = Tracee::seize(pid, crate::task::trace_options()).and_then(|mut tracee| {
+        tracee.interrupt_and_wait(DEFAULT_STOP_TIMEOUT)?;
+        Ok(tracee)
+    });
+    let tracee = match seized {
+        Ok(tracee) => tracee,
+        Err(source) => {
+            let _ = kill(tid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(tid, None);
+            return Err(RemoteError::Ptrace {
+                tid: pid,
+                call: "seizing the blank root".into(),
+                source,
+            }
+            .into());
+        }
+    };
+    // Every signal stays blocked in the task until the final mask is set.
+    let proc = transport
+        .for_task(transport.child_fd())
+        .and_then(|t| Ok(Proc::blank(tracee, 0, 0, gadget, t)?));
     match proc {
         Ok(proc) => Ok(proc),
         Err(e) => {
             let _ = kill(tid, Signal::SIGKILL);
-            let _ = remote::wait_thread(tid);
-            Err(e.into())
+            let _ = nix::sys::wait::waitpid(tid, Some(nix::sys::wait::WaitPidFlag::__WALL));
+            Err(e)
         }
     }
-}
-
-fn blank_proc(
-    pid: i32,
-    ppid: i32,
-    task: usize,
-    gadget: u64,
-    transport_fd: i32,
-) -> Result<Proc, RemoteError> {
-    let thread = Thread::stopped(Pid::from_raw(pid))?;
-    // Nothing may interrupt the remote calls: block every signal until the
-    // final mask is set.
-    thread.set_sigmask(!0)?;
-    Ok(Proc {
-        pid,
-        ppid,
-        task,
-        threads: vec![thread],
-        mem: Memory::open(pid)?,
-        gadget,
-        scratch: gadget + crate::images::PAGE_SIZE,
-        transport_fd: Some(transport_fd),
-    })
 }
 
 /// The clone_args of a remote clone3 with one set_tid, written at the start
@@ -385,15 +421,13 @@ pub(crate) fn put_clone_args(
 /// Clones a blank child task with pid `task.pid` inside its (blank) parent.
 pub(crate) fn spawn_child(
     parent: &Proc,
+    transport: &Transport,
     task: &TaskImages,
     index: usize,
 ) -> Result<Proc, TreeError> {
     let args = put_clone_args(parent, 0, libc::SIGCHLD as u64, task.pid)?;
-    let child = match parent.threads[0].call_clone(
-        parent.gadget,
-        &format!("clone3(set_tid {})", task.pid),
-        &args,
-    ) {
+    let child = match parent.threads[0].call_clone(&format!("clone3(set_tid {})", task.pid), &args)
+    {
         Ok(child) => child,
         Err(RemoteError::Syscall {
             errno: Errno::EEXIST,
@@ -407,19 +441,19 @@ pub(crate) fn spawn_child(
         Err(e) => return Err(e.into()),
     };
     debug!(
-        pid = child.as_raw(),
+        pid = child.tid(),
         parent = parent.pid,
         "blank child created"
     );
-    let transport = parent
+    let transport_fd = parent
         .transport_fd
         .expect("blank parents still hold the transport");
-    Ok(blank_proc(
-        child.as_raw(),
+    Ok(Proc::blank(
+        child,
         parent.pid,
         index,
         parent.gadget,
-        transport,
+        transport.for_task(transport_fd)?,
     )?)
 }
 
@@ -451,7 +485,7 @@ pub(crate) fn make_zombie(
     };
     // A signal death must not write a core of the blank task.
     let _ = sys::local::prlimit(proc.pid, libc::RLIMIT_CORE, Some((0, 0)));
-    proc.threads[0].die(proc.gadget, exit_code)?;
+    proc.threads[0].die(exit_code)?;
     // The SIGCHLD of a zombie was delivered before the dump: drop the new one.
     let timeout = proc_put_timeout(parent)?;
     let set = parent.put(64, &(1u64 << (libc::SIGCHLD - 1)).to_le_bytes())?;
@@ -483,21 +517,8 @@ pub(crate) fn kill_all(procs: &mut Vec<Proc>) -> Vec<i32> {
         let _ = kill(Pid::from_raw(proc.pid), Signal::SIGKILL);
         // Non-leader threads first: a leader is reported only once every other
         // thread of its group is gone.
-        for tid in proc.tids().into_iter().rev() {
-            loop {
-                match remote::wait_thread(tid) {
-                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => break,
-                    Ok(_) => continue,
-                    Err(RemoteError::Ptrace {
-                        errno: Errno::ECHILD,
-                        ..
-                    }) => break,
-                    Err(e) => {
-                        warn!(tid = tid.as_raw(), error = %e, "waiting for a killed task");
-                        break;
-                    }
-                }
-            }
+        for thread in proc.threads.iter().rev() {
+            thread.wait_gone();
         }
         if let Some(parent) = procs[..index].iter().find(|p| p.pid == proc.ppid) {
             let reaped = parent.call_raw(

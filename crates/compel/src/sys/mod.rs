@@ -332,24 +332,35 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// Most fds one SCM_RIGHTS message can carry (the kernel's SCM_MAX_FD).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
 /// Sends one byte with `fd` attached as SCM_RIGHTS on the (connected) socket `sock`.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    send_fds(sock, &[fd])
+}
+
+/// Sends one byte with `fds` (1..=[`MAX_FDS_PER_MESSAGE`]) attached as one SCM_RIGHTS message.
+pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.is_empty() || fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let mut payload = [0x5au8; 1];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
     };
-    // A u64-aligned buffer large enough for CMSG_SPACE(sizeof(int)) (24 bytes on x86_64).
-    let mut control = [0u64; 4];
-    let raw_fd: i32 = fd.as_raw_fd();
+    let raw: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let data_len = std::mem::size_of_val(raw.as_slice()) as u32;
     // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
     let (space, len) = unsafe {
         (
-            libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize,
-            libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize,
+            libc::CMSG_SPACE(data_len) as usize,
+            libc::CMSG_LEN(data_len) as usize,
         )
     };
-    debug_assert!(space <= std::mem::size_of_val(&control));
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
     // SAFETY: msghdr is plain old data; zeroed is a valid initial value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -357,13 +368,17 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = space;
     // SAFETY: msg_control points to `space` bytes we own, so CMSG_FIRSTHDR returns a pointer into it (non
-    // null since controllen >= sizeof(cmsghdr)) and CMSG_DATA is within the buffer for one int.
+    // null since controllen >= sizeof(cmsghdr)) and CMSG_DATA has room for `raw.len()` ints.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = len;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), raw_fd);
+        std::ptr::copy_nonoverlapping(
+            raw.as_ptr().cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            data_len as usize,
+        );
     }
     loop {
         // SAFETY: msg and everything it points to (iov, payload, control) live until the call returns.

@@ -1,9 +1,7 @@
 //! The raw system calls of the restore engine: the blank child made with
-//! `clone3(set_tid)`, the ptrace requests nix does not wrap (XSTATE regset,
-//! signal mask, rseq configuration), the trampoline mapping in the tracer,
+//! `clone3(set_tid)`, the trampoline mapping in the tracer,
 //! `prlimit` on another process and CPUID. Everything above this module is
 //! safe Rust.
 
 pub(crate) mod blank;
 pub(crate) mod local;
-pub(crate) mod ptrace;

@@ -246,13 +246,17 @@ pub fn set_periodic_real_timer(value_ms: i64, interval_s: i64) {
     assert_eq!(ret, 0, "setitimer");
 }
 
-/// ITIMER_REAL as (seconds left, interval seconds).
+/// ITIMER_REAL as (microseconds left, interval seconds). Microseconds, not seconds: an armed timer
+/// with less than a second left must not read as disarmed.
 pub fn real_timer() -> (i64, i64) {
     // SAFETY: getitimer fills the zeroed struct it is given.
     unsafe {
         let mut it: libc::itimerval = std::mem::zeroed();
         assert_eq!(libc::getitimer(libc::ITIMER_REAL, &mut it), 0, "getitimer");
-        (it.it_value.tv_sec, it.it_interval.tv_sec)
+        (
+            it.it_value.tv_sec * 1_000_000 + it.it_value.tv_usec,
+            it.it_interval.tv_sec,
+        )
     }
 }
 
