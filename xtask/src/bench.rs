@@ -188,11 +188,15 @@ fn one_round(
     );
     let dump_elapsed = started.elapsed();
     if let Err(error) = dumped {
-        let _ = child.kill();
+        kill_tree(pid);
         let _ = child.wait();
+        reap_children(Duration::from_secs(10));
         return Err(error);
     }
     let _ = child.wait();
+    // The dump killed the whole tree; its other processes were re-parented to us (the subreaper) and
+    // hold their pids as zombies until we reap them, which the restore needs free.
+    reap_children(Duration::from_secs(10));
     times.dump_seconds.push(dump_elapsed.as_secs_f64());
 
     let pidfile = images.join("restored.pid");
@@ -236,8 +240,10 @@ fn frozen_time(
         &images,
         "dump.log",
     );
-    let _ = child.kill();
+    // The whole tree is still running (leave-running): kill every process of it, not only the root.
+    kill_tree(pid);
     let _ = child.wait();
+    reap_children(Duration::from_secs(10));
     dumped?;
     let output = Command::new(crit)
         .args(["decode", "-i"])
@@ -333,6 +339,19 @@ fn kill_tree(pid: u32) {
             }
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reaps every child that has exited, until none is left or `timeout` passes.
+fn reap_children(timeout: Duration) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => {}
+            Err(_) => return, // ECHILD: nothing left to reap
+        }
     }
 }
 
