@@ -269,14 +269,12 @@ fn restore_without_detach_waits_for_the_tree() {
     assert!(!alive(pid));
 }
 
-#[test]
-fn page_server_signals_readiness_and_stores_one_stream() {
-    use criu_pages::page_server::{PageServerClient, PagemapId};
-    use criu_pages::PageSink;
+/// `criu page-server` on a free loopback port storing into `images`, started and ready: it has written
+/// exactly one `\0` on its --status-fd and closed it.
+fn start_page_server(images: &Path) -> (std::process::Child, u16) {
     use std::io::Read;
     use std::os::fd::{AsFd, AsRawFd};
 
-    let images = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -288,27 +286,34 @@ fn page_server_signals_readiness_and_stores_one_stream() {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )
     .unwrap();
-    let mut server = Command::new(CRIU)
+    let server = Command::new(CRIU)
         .args(["page-server", "--no-default-config", "-D"])
-        .arg(images.path())
+        .arg(images)
+        .args(["--address", "127.0.0.1", "--port", &port.to_string()])
         .args([
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
             "-o",
             "ps.log",
+            "--status-fd",
+            &writer.as_raw_fd().to_string(),
         ])
-        .args(["--status-fd", &writer.as_raw_fd().to_string()])
         .spawn()
         .unwrap();
     drop(writer);
-    // Exactly one \0, then end-of-file: criu closes its status fd once it is listening, as CRIU does.
     let mut status = Vec::new();
     std::fs::File::from(reader)
         .read_to_end(&mut status)
         .unwrap();
-    assert_eq!(status, [0]);
+    assert_eq!(status, [0], "page server readiness on --status-fd");
+    (server, port)
+}
+
+#[test]
+fn page_server_signals_readiness_and_stores_one_stream() {
+    use criu_pages::page_server::{PageServerClient, PagemapId};
+    use criu_pages::PageSink;
+
+    let images = tempfile::tempdir().unwrap();
+    let (mut server, port) = start_page_server(images.path());
 
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut client = PageServerClient::new(stream);
@@ -432,40 +437,9 @@ fn service_writes_one_byte_on_status_fd_then_closes_it_while_serving() {
 
 #[test]
 fn dump_with_page_server_sends_the_pages_there() {
-    use std::io::Read;
-    use std::os::fd::{AsFd, AsRawFd};
-
     let server_dir = tempfile::tempdir().unwrap();
     let dump_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (reader, writer) = nix::unistd::pipe().unwrap();
-    nix::fcntl::fcntl(
-        reader.as_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .unwrap();
-    let mut server = Command::new(CRIU)
-        .args(["page-server", "--no-default-config", "-D"])
-        .arg(server_dir.path())
-        .args(["--address", "127.0.0.1", "--port", &port.to_string()])
-        .args([
-            "-o",
-            "ps.log",
-            "--status-fd",
-            &writer.as_raw_fd().to_string(),
-        ])
-        .spawn()
-        .unwrap();
-    drop(writer);
-    let mut status = Vec::new();
-    std::fs::File::from(reader)
-        .read_to_end(&mut status)
-        .unwrap();
-    assert_eq!(status, [0], "page server readiness");
+    let (mut server, port) = start_page_server(server_dir.path());
 
     let pid = spawn_sleeper();
     let out = criu(&[
