@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -35,22 +34,6 @@ fn fdinfo_of(dir: &Path, files_id: u64) -> Vec<FdinfoEntry> {
 
 fn file_by_id(files: &[FileEntry], id: u32) -> &FileEntry {
     files.iter().find(|f| f.id == id).expect("file entry")
-}
-
-fn python_session(script: &str) -> std::process::Child {
-    let mut child = session_command()
-        .args(["/usr/bin/python3", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    child
 }
 
 #[test]
@@ -224,17 +207,10 @@ fn service_socket_is_written_closed_with_usk_service() {
 fn external_stream_peer_is_refused_naming_pid_and_fd() {
     let script = "import socket,time\ns=socket.fromfd(0, socket.AF_UNIX, socket.SOCK_STREAM)\nprint('ready',flush=True)\ntime.sleep(1000)\n";
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let mut child = session_command()
-        .args(["/usr/bin/python3", "-c", script])
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, _ready) = spawn_reading_first_line(
+        session_command().args(["/usr/bin/python3", "-c", script]),
+        Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    );
     let pid = child.id() as i32;
     let dir = tempfile::tempdir().unwrap();
     let err = dump_to(pid, dir.path(), |_| {}).unwrap_err();
@@ -318,18 +294,8 @@ time.sleep(1000)
 fn anonymous_inode_files() {
     let work = tempfile::tempdir().unwrap();
     let prog = compile("anon_fds.c", work.path());
-    let mut child = session_command()
-        .arg(&prog)
-        .arg(work.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) =
+        spawn_reading_first_line(session_command().arg(&prog).arg(work.path()), Stdio::null());
     assert_eq!(line.trim(), "ready");
     let pid = child.id() as i32;
     let dir = tempfile::tempdir().unwrap();
@@ -571,17 +537,10 @@ u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u2.connect(('127.0.0.1', 
 print('ready', l.getsockname()[1], flush=True)
 time.sleep(1000)
 "#;
-    let mut child = session_command()
-        .args(["/usr/bin/python3", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = spawn_reading_first_line(
+        session_command().args(["/usr/bin/python3", "-c", script]),
+        Stdio::null(),
+    );
     let port: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     let pid = child.id() as i32;
     let dir = tempfile::tempdir().unwrap();

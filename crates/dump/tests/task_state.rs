@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -23,17 +22,7 @@ fn signals_timers_and_misc_task_state() {
         .status()
         .expect("gcc is required");
     assert!(status.success());
-    let mut child = session_command()
-        .arg(&prog)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_reading_first_line(session_command().arg(&prog), Stdio::null());
     let mut words = line
         .split_whitespace()
         .map(|w| u64::from_str_radix(w, 16).unwrap());
@@ -127,17 +116,10 @@ ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)
 print('ready', flush=True)
 time.sleep(1000)
 "#;
-    let mut child = session_command()
-        .args(["/usr/bin/python3", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_reading_first_line(
+        session_command().args(["/usr/bin/python3", "-c", script]),
+        Stdio::null(),
+    );
     assert_eq!(line.trim(), "ready");
     let pid = child.id() as i32;
     let dir = tempfile::tempdir().unwrap();
@@ -205,17 +187,7 @@ fn seccomp_filters_are_dumped_in_criu_layout() {
         .status()
         .expect("gcc is required");
     assert!(status.success());
-    let mut child = session_command()
-        .arg(&prog)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_reading_first_line(session_command().arg(&prog), Stdio::null());
     assert_eq!(line.trim(), "ready");
     let pid = child.id() as i32;
     let dir = tempfile::tempdir().unwrap();

@@ -153,3 +153,30 @@ pub fn reap(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Spawns `command` (stdout piped, stderr discarded, stdin as given) and reads the first line it prints,
+/// the "I am set up" signal of the test programs.
+pub fn spawn_reading_first_line(command: &mut Command, stdin: Stdio) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
+/// A python script in its own session, once it has printed "ready".
+pub fn python_session(script: &str) -> Child {
+    let (child, line) = spawn_reading_first_line(
+        session_command().args(["/usr/bin/python3", "-c", script]),
+        Stdio::null(),
+    );
+    assert_eq!(line.trim(), "ready");
+    child
+}
