@@ -132,9 +132,20 @@ pub fn relocate_pid(dir: &Path, from: i32, to: i32) {
 pub fn free_pid() -> i32 {
     use std::sync::atomic::{AtomicI32, Ordering};
     static NEXT: AtomicI32 = AtomicI32::new(0);
-    let base = 12000 + (std::process::id() as i32 % 4000);
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+    };
+    let pid_max = read("/proc/sys/kernel/pid_max").unwrap_or(32768);
+    // Pick pids a third of the pid space ahead of where the kernel hands them out now: the kernel
+    // allocates upwards, so the processes the tests start meanwhile (helpers, other tests' children)
+    // do not take a pid between the check below and the restore.
+    let last = read("/proc/sys/kernel/ns_last_pid").unwrap_or(300);
+    let span = pid_max - 1300;
     loop {
-        let pid = base + NEXT.fetch_add(7, Ordering::Relaxed);
+        let offset = NEXT.fetch_add(7, Ordering::Relaxed);
+        let pid = 300 + (last - 300 + pid_max / 3 + offset).rem_euclid(span);
         if !pid_exists(pid) && !pid_exists(pid + 1) {
             return pid;
         }
