@@ -2,6 +2,8 @@
 //! second argument, then sleeps until killed, so the benchmark checkpoints a quiet, known process.
 //!
 //! - `memory BYTES READY`: holds BYTES of pseudo-random data (incompressible, every page distinct);
+//! - `touch BYTES READY`: holds BYTES of private memory, every page written (quick to build; for
+//!   measuring what killing such a process costs);
 //! - `threads N READY`: N threads in total (the main thread and N-1 sleeping threads);
 //! - `tree N READY`: N processes in total (this one and N-1 sleeping children).
 
@@ -14,7 +16,7 @@ fn main() {
         if args.get(1).map(String::as_str) == Some("sleeper") {
             sleep_forever();
         }
-        eprintln!("usage: bench-workload memory|threads|tree COUNT READY-FILE");
+        eprintln!("usage: bench-workload memory|touch|threads|tree COUNT READY-FILE");
         std::process::exit(2);
     };
     let Ok(count) = count.parse::<usize>() else {
@@ -26,6 +28,7 @@ fn main() {
     let mut children = Vec::new();
     match mode.as_str() {
         "memory" => memory = pseudo_random_bytes(count),
+        "touch" => memory = vec![0x5a; count],
         "threads" => {
             for _ in 1..count {
                 std::thread::spawn(sleep_forever);
