@@ -164,29 +164,52 @@ impl Criu {
         Command::new(&self.bin)
     }
 
-    /// `criu dump -t PID -D DIR -o dump.log -v4 [--leave-running] [--shell-job]`.
+    /// `criu dump -t PID -D DIR -o dump.log -v4 [--leave-running] [--shell-job]
+    /// [--prev-images-dir PARENT]` (PARENT relative to DIR, as CRIU takes it).
     pub fn dump(
         &self,
         pid: i32,
         images: &Path,
         leave_running: bool,
         shell_job: bool,
+        parent: Option<&str>,
+    ) -> Result<(), Failure> {
+        let mut extra = Vec::new();
+        if leave_running {
+            extra.push("--leave-running");
+        }
+        if let Some(parent) = parent {
+            extra.extend(["--prev-images-dir", parent]);
+        }
+        self.run_dump("dump", pid, images, shell_job, &extra)
+    }
+
+    /// `criu pre-dump -t PID -D DIR -o dump.log -v4 [--shell-job]`: the tree keeps running.
+    pub fn pre_dump(&self, pid: i32, images: &Path, shell_job: bool) -> Result<(), Failure> {
+        self.run_dump("pre-dump", pid, images, shell_job, &[])
+    }
+
+    fn run_dump(
+        &self,
+        action: &str,
+        pid: i32,
+        images: &Path,
+        shell_job: bool,
+        extra: &[&str],
     ) -> Result<(), Failure> {
         let mut command = self.command();
         command
-            .arg("dump")
+            .arg(action)
             .arg("-t")
             .arg(pid.to_string())
             .arg("-D")
             .arg(images)
-            .args(["-o", "dump.log", "-v4"]);
-        if leave_running {
-            command.arg("--leave-running");
-        }
+            .args(["-o", "dump.log", "-v4"])
+            .args(extra);
         if shell_job {
             command.arg("--shell-job");
         }
-        let stdout = images.with_file_name("criu-dump.stdout");
+        let stdout = images.with_file_name(format!("criu-{action}.stdout"));
         let finished = run(command, self.timeout, &stdout).map_err(|message| Failure {
             not_yet: false,
             message,
@@ -195,7 +218,7 @@ impl Criu {
             return Ok(());
         }
         Err(classify(
-            "dump",
+            action,
             &describe(finished.exit, self.timeout),
             &images.join("dump.log"),
             &finished.stderr,

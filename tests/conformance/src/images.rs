@@ -1,5 +1,7 @@
 //! Checks on a freshly written images directory: every image decodes with crit, and the dump
-//! statistics agree with the page files (`pages_written + shpages_written` = Σ size(pages-*.img)/4096).
+//! statistics agree with the page files (`pages_written + shpages_written` = Σ size(pages-*.img)/4096)
+//! and with the pagemaps (`pages_skipped_parent` = the pages of task pagemap entries marked PE_PARENT,
+//! `shpages_skipped_parent` the same for pagemap-shmem).
 //!
 //! With Debian's crit (`/usr/bin/crit`, a pycriu script) all images of a dump are decoded in ONE
 //! Python process through the same call `crit decode` makes (`pycriu.images.load`), which saves a
@@ -40,7 +42,7 @@ fn list(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
 }
 
 const BATCH_DECODE: &str = r#"
-import json, sys
+import json, os, sys
 from pycriu import images
 result = {}
 for path in sys.argv[1:]:
@@ -48,11 +50,56 @@ for path in sys.argv[1:]:
         with open(path, "rb") as f:
             img = images.load(f, False, False)
         json.dumps(img)
-        result[path] = {"ok": True, "img": img if path.endswith("stats-dump") else None}
+        kept = path.endswith("stats-dump") or os.path.basename(path).startswith("pagemap-")
+        result[path] = {"ok": True, "img": img if kept else None}
     except Exception as e:
         result[path] = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
 print(json.dumps(result))
 "#;
+
+/// The decoded images the checks look into.
+#[derive(Debug, Default)]
+struct Decoded {
+    stats: Option<serde_json::Value>,
+    /// (is a pagemap-shmem image, decoded pagemap) per pagemap image.
+    pagemaps: Vec<(bool, serde_json::Value)>,
+}
+
+/// CRIU's PE_PARENT pagemap flag (the pages are in the parent images).
+const PE_PARENT: u64 = 1;
+
+impl Decoded {
+    fn keep(&mut self, file: &Path, image: serde_json::Value) {
+        let name = file_name(file);
+        if name == "stats-dump" {
+            self.stats = Some(image);
+        } else if name.starts_with("pagemap-") {
+            self.pagemaps
+                .push((name.starts_with("pagemap-shmem-"), image));
+        }
+    }
+
+    /// Pages in entries that live in the parent images (`PE_PARENT` in `flags`, or the older
+    /// `in_parent`), over the task pagemaps or the shmem ones. crit prints flags as text
+    /// ("PE_PARENT | PE_PRESENT"); a number is read as the raw bits.
+    fn parent_pages(&self, shmem: bool) -> u64 {
+        self.pagemaps
+            .iter()
+            .filter(|(is_shmem, _)| *is_shmem == shmem)
+            .filter_map(|(_, image)| image["entries"].as_array())
+            .flatten()
+            .filter(|entry| {
+                let flagged = match &entry["flags"] {
+                    serde_json::Value::String(text) => text.contains("PE_PARENT"),
+                    serde_json::Value::Number(bits) => bits.as_u64().unwrap_or(0) & PE_PARENT != 0,
+                    _ => false,
+                };
+                flagged || entry["in_parent"].as_bool() == Some(true)
+            })
+            .filter_map(|entry| entry["nr_pages"].as_u64())
+            .sum()
+    }
+}
 
 impl Crit {
     fn is_script(&self) -> bool {
@@ -63,10 +110,10 @@ impl Crit {
             .unwrap_or(false)
     }
 
-    /// Decodes each file; returns per-file errors and the decoded stats-dump (if it decoded).
-    fn decode(&self, files: &[PathBuf]) -> (Vec<String>, Option<serde_json::Value>) {
+    /// Decodes each file; returns per-file errors and the decoded stats-dump and pagemaps.
+    fn decode(&self, files: &[PathBuf]) -> (Vec<String>, Decoded) {
         let mut problems = Vec::new();
-        let mut stats = None;
+        let mut decoded = Decoded::default();
         if self.bin == Path::new(DEBIAN_CRIT) {
             let output = Command::new(&self.python)
                 .arg("-c")
@@ -82,14 +129,14 @@ impl Crit {
                                 "pycriu batch decode failed: {}",
                                 String::from_utf8_lossy(&out.stderr).trim()
                             )],
-                            None,
+                            Decoded::default(),
                         )
                     }
                 },
                 Err(e) => {
                     return (
                         vec![format!("cannot run {}: {e}", self.python.display())],
-                        None,
+                        Decoded::default(),
                     )
                 }
             };
@@ -101,11 +148,11 @@ impl Crit {
                         file_name(file),
                         entry["error"].as_str().unwrap_or("no result")
                     ));
-                } else if file.ends_with("stats-dump") {
-                    stats = Some(entry["img"].clone());
+                } else {
+                    decoded.keep(file, entry["img"].clone());
                 }
             }
-            return (problems, stats);
+            return (problems, decoded);
         }
         for file in files {
             let mut command = if self.is_script() {
@@ -117,8 +164,8 @@ impl Crit {
             };
             match command.args(["decode", "-i"]).arg(file).output() {
                 Ok(out) if out.status.success() => {
-                    if file.ends_with("stats-dump") {
-                        stats = serde_json::from_slice(&out.stdout).ok();
+                    if let Ok(image) = serde_json::from_slice(&out.stdout) {
+                        decoded.keep(file, image);
                     }
                 }
                 Ok(out) => problems.push(format!(
@@ -129,7 +176,7 @@ impl Crit {
                 Err(e) => problems.push(format!("cannot run crit {}: {e}", self.bin.display())),
             }
         }
-        (problems, stats)
+        (problems, decoded)
     }
 
     /// Every problem found in the images directory (empty: all good).
@@ -141,7 +188,7 @@ impl Crit {
         if decodable.is_empty() {
             return vec![format!("no images in {}", dir.display())];
         }
-        let (mut problems, stats) = self.decode(&decodable);
+        let (mut problems, decoded) = self.decode(&decodable);
         let has_stats = decodable.iter().any(|f| f.ends_with("stats-dump"));
         if !has_stats {
             problems.push("stats-dump is missing".into());
@@ -157,8 +204,20 @@ impl Crit {
             }
             page_bytes += size;
         }
-        if let Some(stats) = stats {
+        if let Some(stats) = &decoded.stats {
             let dump = &stats["entries"][0]["dump"];
+            for (counter, shmem) in [
+                ("pages_skipped_parent", false),
+                ("shpages_skipped_parent", true),
+            ] {
+                let in_stats = dump[counter].as_u64().unwrap_or(0);
+                let in_pagemaps = decoded.parent_pages(shmem);
+                if in_stats != in_pagemaps {
+                    problems.push(format!(
+                        "stats-dump says {counter} = {in_stats}, the pagemaps mark {in_pagemaps} pages PE_PARENT"
+                    ));
+                }
+            }
             let written = dump["pages_written"].as_u64().unwrap_or(0)
                 + dump["shpages_written"].as_u64().unwrap_or(0);
             if written != page_bytes / 4096 {

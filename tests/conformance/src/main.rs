@@ -12,7 +12,7 @@ use criu_conformance::runner::{self, Config};
 
 const USAGE: &str =
     "usage: criu-conformance [--criu PATH] [--crit PATH] [--python PATH] [--only a,b] [--skip a,b]
-                        [--modes dump,leave-running,rpc,rpc-service,restore-twice] [--timeout SECS] [--verdict-timeout SECS]
+                        [--modes dump,leave-running,rpc,rpc-service,restore-twice,pre-dump] [--timeout SECS] [--verdict-timeout SECS]
                         [--budget SECS] [--big-mb N]
                         [--out-dir DIR] [--keep-pages] [--list]
   --criu      our criu binary (default: $CARGO_TARGET_DIR/debug/criu, else target/debug/criu)

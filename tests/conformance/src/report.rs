@@ -19,16 +19,20 @@ pub enum Mode {
     RpcService,
     /// Dump, restore, kill, restore again from the same images.
     RestoreTwice,
+    /// `criu pre-dump` (the tree keeps running), then `criu dump --prev-images-dir` on top of it,
+    /// then restore from the chain of the two.
+    PreDump,
 }
 
 impl Mode {
     /// Every mode, in table order.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Dump,
         Mode::LeaveRunning,
         Mode::Rpc,
         Mode::RpcService,
         Mode::RestoreTwice,
+        Mode::PreDump,
     ];
 
     /// Name used on the command line and in reports.
@@ -39,6 +43,7 @@ impl Mode {
             Mode::Rpc => "rpc",
             Mode::RpcService => "rpc-service",
             Mode::RestoreTwice => "restore-twice",
+            Mode::PreDump => "pre-dump",
         }
     }
 

@@ -108,6 +108,9 @@ fn run_cell(
         };
         return Outcome::NotApplicable(why.into());
     }
+    if mode == Mode::PreDump && program.kind == Kind::SelfDump {
+        return Outcome::NotApplicable("the program dumps itself, without a pre-dump".into());
+    }
     if let Err(err) = process::kill_everything_below_us(&BTreeSet::new()) {
         return Outcome::Fail(format!("leftovers of an earlier cell: {err}"));
     }
@@ -148,9 +151,13 @@ fn run_cell(
     }
     if outcome == Outcome::Pass && !config.keep_pages {
         drop_page_files(&dir.join("images"));
+        drop_page_files(&dir.join(PRE_DUMP_DIR));
     }
     outcome
 }
+
+/// The pre-dump's images directory inside a cell (a sibling of `images`), in [`Mode::PreDump`].
+const PRE_DUMP_DIR: &str = "pre";
 
 /// Removes the raw page files of a passed cell (5 GiB per run for big_memory alone); the logs and
 /// every other image stay for inspection.
@@ -220,6 +227,15 @@ impl CellRun<'_> {
         process::kill_everything_below_us(&tree)
             .map_err(|e| Outcome::Fail(format!("after dump: {e}")))?;
         self.image_problems = self.config.crit.check_dir(&self.cell.images);
+        if self.mode == Mode::PreDump {
+            let pre_dump = self.cell.root.join(PRE_DUMP_DIR);
+            let problems = self.config.crit.check_dir(&pre_dump);
+            self.image_problems.extend(
+                problems
+                    .into_iter()
+                    .map(|problem| format!("pre-dump: {problem}")),
+            );
+        }
 
         let restored = self.restore(&criu, &instance, "restore.log")?;
         if restored != root {
@@ -263,12 +279,31 @@ impl CellRun<'_> {
             (Kind::SelfDump, _) => self.await_self_dump(root),
             (_, Mode::Rpc) => criu.rpc_dump(root, images).map_err(engine),
             (_, Mode::RpcService) => criu.service_dump(root, images).map_err(engine),
+            (kind, Mode::PreDump) => {
+                let pre_dump = self.cell.root.join(PRE_DUMP_DIR);
+                std::fs::create_dir_all(&pre_dump).map_err(|e| {
+                    Outcome::Fail(format!("cannot create {}: {e}", pre_dump.display()))
+                })?;
+                let shell_job = kind == Kind::ShellJob;
+                criu.pre_dump(root, &pre_dump, shell_job).map_err(engine)?;
+                if !process::is_running(root) {
+                    return Err(Outcome::Fail(format!(
+                        "root {root} is not running after pre-dump"
+                    )));
+                }
+                // The tree runs between the two iterations, as in a live migration.
+                std::thread::sleep(Duration::from_millis(20));
+                let parent = format!("../{PRE_DUMP_DIR}");
+                criu.dump(root, images, false, shell_job, Some(&parent))
+                    .map_err(engine)
+            }
             (kind, mode) => criu
                 .dump(
                     root,
                     images,
                     mode == Mode::LeaveRunning,
                     kind == Kind::ShellJob,
+                    None,
                 )
                 .map_err(engine),
         }
