@@ -78,7 +78,18 @@ impl EngineTimes {
         Some(Rate::from_samples(ratios).median)
     }
 
-    fn dump_ratio(&self) -> Option<f64> {
+    /// Against the tmpfs write alone: the figure the dump target (>= 90%) is stated in.
+    fn dump_ratio_to_write(&self) -> Option<f64> {
+        let bounds: Vec<f64> = self
+            .dump_bounds
+            .iter()
+            .map(|bound| bound.tmpfs_write_seconds)
+            .collect();
+        Self::paired_ratio(&self.dump_seconds, &bounds)
+    }
+
+    /// Against the tmpfs write plus the exit teardown the dump waits for.
+    fn dump_ratio_to_bound(&self) -> Option<f64> {
         let bounds: Vec<f64> = self.dump_bounds.iter().map(DumpBound::seconds).collect();
         Self::paired_ratio(&self.dump_seconds, &bounds)
     }
@@ -487,7 +498,7 @@ fn render_markdown(
     let _ = writeln!(out, "\n### Dump and restore (images on tmpfs)\n");
     let _ = writeln!(
         out,
-        "| workload | dump s | dump GiB/s | dump: bound / time | frozen ms (leave-running) | restore s | restore GiB/s | restore: bound / time | peer dump s | peer restore s | ours vs peer (dump, restore) |"
+        "| workload | dump s | dump GiB/s | dump vs paired bounds | frozen ms (leave-running) | restore s | restore GiB/s | restore vs paired populate bound | peer dump s | peer restore s | ours vs peer (dump, restore) |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
@@ -499,32 +510,20 @@ fn render_markdown(
             _ => "–".to_owned(),
         };
         let median = |samples: Vec<f64>| Rate::from_samples(samples).median;
-        let dump_ratio = match row.ours.dump_ratio() {
-            Some(ratio) if bytes > 0.0 => format!(
-                "{:.0}% (bound {:.3} s = write {:.3} + exit {:.3})",
-                100.0 * ratio,
-                median(
-                    row.ours
-                        .dump_bounds
-                        .iter()
-                        .map(DumpBound::seconds)
-                        .collect()
-                ),
-                median(
-                    row.ours
-                        .dump_bounds
-                        .iter()
-                        .map(|b| b.tmpfs_write_seconds)
-                        .collect()
-                ),
-                median(
-                    row.ours
-                        .dump_bounds
-                        .iter()
-                        .map(|b| b.exit_seconds)
-                        .collect()
-                ),
-            ),
+        let dump_ratio = match (
+            row.ours.dump_ratio_to_write(),
+            row.ours.dump_ratio_to_bound(),
+        ) {
+            (Some(to_write), Some(to_bound)) if bytes > 0.0 => {
+                let bounds = &row.ours.dump_bounds;
+                format!(
+                    "{:.0}% of write {:.3} s; {:.0}% of write + exit {:.3} s",
+                    100.0 * to_write,
+                    median(bounds.iter().map(|b| b.tmpfs_write_seconds).collect()),
+                    100.0 * to_bound,
+                    median(bounds.iter().map(|b| b.exit_seconds).collect()),
+                )
+            }
             _ => "–".to_owned(),
         };
         let restore_ratio = match row.ours.restore_ratio() {
