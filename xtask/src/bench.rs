@@ -40,6 +40,9 @@ struct EngineTimes {
     dump_seconds: Vec<f64>,
     restore_seconds: Vec<f64>,
     frozen_ms: Vec<f64>,
+    /// The same with a pre-dump first (the final dump writes only what changed since): frozen ms
+    /// and pages written by the final dump, or why it failed.
+    after_pre_dump: Option<Result<(f64, u64), String>>,
     /// The machine's bound for each dump run, measured right before it (see [`DumpBound`]).
     dump_bounds: Vec<DumpBound>,
     /// Seconds to copy the workload's bytes into fresh anonymous memory, measured right before each
@@ -232,9 +235,19 @@ fn measure(
             return times;
         }
     }
-    match frozen_time(criu, crit, workload_bin, workload, scratch) {
-        Ok(frozen) => times.frozen_ms.push(frozen),
+    match frozen_time(criu, crit, workload_bin, workload, scratch, false) {
+        Ok((frozen, _)) => times.frozen_ms.push(frozen),
         Err(error) => times.error = Some(error),
+    }
+    if workload.bytes > 0 {
+        times.after_pre_dump = Some(frozen_time(
+            criu,
+            crit,
+            workload_bin,
+            workload,
+            scratch,
+            true,
+        ));
     }
     times
 }
@@ -336,25 +349,51 @@ fn measure_dump_bound(
     })
 }
 
-/// Dumps with --leave-running and reads how long the tree stayed frozen from stats-dump.
+/// Dumps with --leave-running (after a `pre-dump` when `pre_dump` is set, the dump then naming it with
+/// --prev-images-dir) and reads from stats-dump how long the tree stayed frozen (ms) and how many
+/// pages the dump wrote.
 fn frozen_time(
     criu: &Path,
     crit: &Path,
     workload_bin: &Path,
     workload: &Workload,
     scratch: &Path,
-) -> Result<f64, String> {
+    pre_dump: bool,
+) -> Result<(f64, u64), String> {
     let images = scratch.join("images-leave-running");
-    let _ = std::fs::remove_dir_all(&images);
-    std::fs::create_dir_all(&images).map_err(|error| format!("{}: {error}", images.display()))?;
+    let parent = scratch.join("images-pre-dump");
+    for dir in [&images, &parent] {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    }
     let mut child = start_workload(workload_bin, workload, scratch)?;
+    let pid = child.id().to_string();
+    let dumped = if pre_dump {
+        criu_command(criu, &["pre-dump", "-t", &pid, "-D"], &parent, "dump.log").and_then(|()| {
+            criu_command(
+                criu,
+                &[
+                    "dump",
+                    "--leave-running",
+                    "--prev-images-dir",
+                    "../images-pre-dump",
+                    "-t",
+                    &pid,
+                    "-D",
+                ],
+                &images,
+                "dump.log",
+            )
+        })
+    } else {
+        criu_command(
+            criu,
+            &["dump", "--leave-running", "-t", &pid, "-D"],
+            &images,
+            "dump.log",
+        )
+    };
     let pid = child.id();
-    let dumped = criu_command(
-        criu,
-        &["dump", "--leave-running", "-t", &pid.to_string(), "-D"],
-        &images,
-        "dump.log",
-    );
     // The whole tree is still running (leave-running): kill every process of it, not only the root.
     kill_tree(pid);
     let _ = child.wait();
@@ -366,12 +405,19 @@ fn frozen_time(
         .output()
         .map_err(|error| format!("cannot run crit: {error}"))?;
     let _ = std::fs::remove_dir_all(&images);
+    let _ = std::fs::remove_dir_all(&parent);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|error| format!("crit decode of stats-dump gave no JSON: {error}"))?;
-    json.pointer("/entries/0/dump/frozen_time")
+    let frozen_ms = json
+        .pointer("/entries/0/dump/frozen_time")
         .and_then(serde_json::Value::as_f64)
         .map(|micros| micros / 1e3)
-        .ok_or_else(|| "stats-dump has no dump.frozen_time".to_owned())
+        .ok_or_else(|| "stats-dump has no dump.frozen_time".to_owned())?;
+    let pages_written = json
+        .pointer("/entries/0/dump/pages_written")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| "stats-dump has no dump.pages_written".to_owned())?;
+    Ok((frozen_ms, pages_written))
 }
 
 fn start_workload(
@@ -498,7 +544,7 @@ fn render_markdown(
     let _ = writeln!(out, "\n### Dump and restore (images on tmpfs)\n");
     let _ = writeln!(
         out,
-        "| workload | dump s | dump GiB/s | dump vs paired bounds | frozen ms (leave-running) | restore s | restore GiB/s | restore vs paired populate bound | peer dump s | peer restore s | ours vs peer (dump, restore) |"
+        "| workload | dump s | dump GiB/s | dump vs paired bounds | frozen ms (leave-running; after a pre-dump) | restore s | restore GiB/s | restore vs paired populate bound | peer dump s | peer restore s | ours vs peer (dump, restore) |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
@@ -553,9 +599,18 @@ fn render_markdown(
                 (format_seconds(&pd), format_seconds(&pr), versus)
             }
         };
-        let frozen = summary(&row.ours.frozen_ms)
+        let mut frozen = summary(&row.ours.frozen_ms)
             .map(|rate| format!("{:.1}", rate.median))
             .unwrap_or_else(|| "–".to_owned());
+        match &row.ours.after_pre_dump {
+            Some(Ok((ms, pages))) => {
+                let _ = write!(frozen, "; {ms:.1} after a pre-dump ({pages} pages)");
+            }
+            Some(Err(error)) => {
+                let _ = write!(frozen, "; after a pre-dump: {error}");
+            }
+            None => {}
+        }
         let mut name = row.workload.name.clone();
         if let Some(error) = &row.ours.error {
             name = format!("{name} (error: {error})");
@@ -611,6 +666,11 @@ fn render_json(
             "dump_seconds": times.dump_seconds,
             "restore_seconds": times.restore_seconds,
             "frozen_ms": times.frozen_ms,
+            "after_pre_dump": match &times.after_pre_dump {
+                Some(Ok((frozen_ms, pages_written))) => serde_json::json!({"frozen_ms": frozen_ms, "pages_written": pages_written}),
+                Some(Err(error)) => serde_json::json!({"error": error}),
+                None => serde_json::Value::Null,
+            },
             "dump_bound_tmpfs_write_seconds": times.dump_bounds.iter().map(|b| b.tmpfs_write_seconds).collect::<Vec<_>>(),
             "dump_bound_exit_seconds": times.dump_bounds.iter().map(|b| b.exit_seconds).collect::<Vec<_>>(),
             "restore_bound_populate_seconds": times.populate_seconds,
