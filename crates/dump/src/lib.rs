@@ -45,9 +45,14 @@
 //! mnt/net/pid/ipc/uts/user/cgroup namespace, nested time namespaces.
 //!
 //! Pre-dumps (`pre_dump`) write every live task's private memory while
-//! frozen, resume the tree and write a pre-dump inventory; without soft-dirty
-//! (absent on these kernels) nothing is tracked, so the final dump writes
-//! every page again and never refers to the parent's pages.
+//! frozen, resume the tree and write a pre-dump inventory. Dirty memory is
+//! tracked with userfaultfd write-protection in async mode (these kernels
+//! have no soft-dirty; see [`track`]): a pre-dump registers the tasks'
+//! private VMAs and leaves the uffds with a keeper process; a pre-dump or
+//! dump with `parent_img` takes them over and writes only the pages written
+//! since, recording the others as PE_PARENT entries (`pages_skipped_parent`
+//! in stats-dump). Shared memory is written whole every time. Without a
+//! keeper (or with a page server) the dump is full.
 //!
 //! With [`DumpOptions::page_server`] the pages go to a CRIU 4.2 page server
 //! (`criu page-server`, or CRIU's own) as CRIU sends them: OPEN2 per pagemap
@@ -75,6 +80,7 @@ mod seccomp;
 pub mod sys;
 mod task;
 pub mod thread;
+pub mod track;
 
 pub use pagepipe::PageServerAddr;
 
@@ -212,6 +218,8 @@ pub struct DumpReport {
     pub pages_written: u64,
     /// Pages scanned.
     pub pages_scanned: u64,
+    /// Pages left in the parent images (PE_PARENT entries).
+    pub pages_skipped_parent: u64,
 }
 
 /// Why a dump failed.
@@ -499,6 +507,8 @@ fn dump_inner(
     }
     // Like CRIU: connect before freezing, so an unreachable server costs nothing.
     let page_store = page_store(opts)?;
+    // The uffds end with this dump (closed when `ctx` drops, whatever happens).
+    let tracking = parent_tracking(opts);
 
     let freeze_start = Instant::now();
     let mut freeze_opts = FreezeOptions {
@@ -543,7 +553,10 @@ fn dump_inner(
         seccomp: Default::default(),
         own_ns,
         time_ns: None,
+        tracking,
+        track_new: false,
     };
+    ctx.tracking.retain_pids(&tree.pids());
     ctx.files.unix.service_ino = opts.service_socket_ino;
     ctx.files.unix.ext_unix_sk = opts.ext_unix_sk;
     ctx.files.file_locks = opts.file_locks;
@@ -607,7 +620,7 @@ fn dump_inner(
         memdump_time: 0,
         memwrite_time: 0,
         pages_scanned: counters.scanned,
-        pages_skipped_parent: 0,
+        pages_skipped_parent: counters.skipped_parent,
         pages_written: counters.written,
         irmap_resolve: Some(0),
         pages_lazy: 0,
@@ -624,14 +637,30 @@ fn dump_inner(
         frozen_time,
         pages_written: counters.written,
         pages_scanned: counters.scanned,
+        pages_skipped_parent: counters.skipped_parent,
     })
 }
 
-/// Pre-dump: freeze, write every live task's private memory, resume (always),
-/// then a pre-dump inventory (img_version 0, uptime, pre-dump mode 1 =
-/// splice) and stats-dump. No notifications, like CRIU. Without soft-dirty or
-/// uffd-wp tracking every page is written (no PE_PARENT holes), so a later
-/// dump on top of it is correct, just not smaller.
+/// The parent's tracking when dumping on top of a parent into local images:
+/// with a page server the parent's pagemaps are not here to check against,
+/// so such dumps stay full.
+fn parent_tracking(opts: &DumpOptions) -> track::Tracking {
+    if opts.parent_img.is_none() {
+        return track::Tracking::new();
+    }
+    if opts.page_server.is_some() {
+        tracing::info!("No memory tracking with a page server: dumping every page");
+        return track::Tracking::new();
+    }
+    track::Tracking::from_parent_keeper(&opts.images)
+}
+
+/// Pre-dump: freeze, write every live task's private memory (only what
+/// changed since the parent when its keeper hands tracking over), register
+/// what is not tracked yet, resume (always), then a pre-dump inventory
+/// (img_version 0, uptime, pre-dump mode 1 = splice) and stats-dump, and
+/// finally hand the uffds to a keeper for the next iteration. No
+/// notifications, like CRIU.
 fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     let pid = opts.pid;
     let fail_at = opts.fail_at.or_else(fail_point_from_env);
@@ -642,6 +671,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     let me = std::process::id() as i32;
     let (ns, own_ns) = NsIds::new(me)?;
     let page_store = page_store(opts)?;
+    let tracking = parent_tracking(opts);
     let freeze_start = Instant::now();
     let mut freeze_opts = FreezeOptions {
         freezer: opts.freeze_cgroup.clone(),
@@ -650,7 +680,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     if let Some(t) = opts.timeout {
         freeze_opts.timeout = t;
     }
-    let tree = freeze_tree(pid, &freeze_opts).map_err(|source| match source {
+    let mut tree = freeze_tree(pid, &freeze_opts).map_err(|source| match source {
         CompelError::NoSuchProcess { pid } => DumpError::NoSuchProcess { pid },
         CompelError::CriuInsideTree { pid } => DumpError::CriuInsideTree { pid },
         source => DumpError::Freeze { pid, source },
@@ -674,10 +704,14 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
         seccomp: Default::default(),
         own_ns,
         time_ns: None,
+        tracking,
+        // A page server keeps the pages elsewhere: no tracking against them.
+        track_new: opts.page_server.is_none(),
     };
+    ctx.tracking.retain_pids(&tree.pids());
     let result = (|| -> Result<(), DumpError> {
         ctx.check_fail(FailPoint::Frozen)?;
-        for task in tree.tasks.iter().filter(|t| !t.zombie) {
+        for task in tree.tasks.iter_mut().filter(|t| !t.zombie) {
             task::pre_dump_task(&mut ctx, task)?;
         }
         ctx.check_fail(FailPoint::Pages)
@@ -708,7 +742,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
         memdump_time: 0,
         memwrite_time: 0,
         pages_scanned: counters.scanned,
-        pages_skipped_parent: 0,
+        pages_skipped_parent: counters.skipped_parent,
         pages_written: counters.written,
         irmap_resolve: Some(0),
         pages_lazy: 0,
@@ -719,12 +753,16 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
         shpages_written: Some(0),
     };
     inventory::write_dump_stats(&opts.images, &stats)?;
+    // Only a complete pre-dump passes tracking on; on every error path above
+    // `ctx` drops and the uffds close, which ends tracking.
+    std::mem::take(&mut ctx.tracking).hand_to_keeper(&opts.images);
     Ok(DumpReport {
         pids,
         freezing_time,
         frozen_time,
         pages_written: counters.written,
         pages_scanned: counters.scanned,
+        pages_skipped_parent: counters.skipped_parent,
     })
 }
 

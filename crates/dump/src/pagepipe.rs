@@ -436,6 +436,9 @@ pub trait PagemapDest: std::fmt::Debug {
     /// Entries that are final, in order; together they cover the page
     /// contents given so far, in the same order.
     fn entries(&mut self, runs: &[Run]) -> Result<(), PagesOutError>;
+    /// A PE_PARENT entry (pages left in the parent images), in address
+    /// order with the other entries.
+    fn parent_hole(&mut self, vaddr: u64, nr_pages: u64) -> Result<(), PagesOutError>;
     /// Every entry was given.
     fn finish(self: Box<Self>) -> Result<(), PagesOutError>;
 }
@@ -468,6 +471,17 @@ impl PagemapDest for LocalPagemap {
                 nr_pages: Some(run.nr_pages),
             })?;
         }
+        Ok(())
+    }
+
+    fn parent_hole(&mut self, vaddr: u64, nr_pages: u64) -> Result<(), PagesOutError> {
+        self.pagemap.write_entry(&criu_proto::PagemapEntry {
+            vaddr,
+            compat_nr_pages: 0,
+            in_parent: None,
+            flags: Some(criu_image::PE_PARENT),
+            nr_pages: Some(nr_pages),
+        })?;
         Ok(())
     }
 
@@ -655,6 +669,29 @@ impl PagemapDest for ServerPagemap {
         Ok(())
     }
 
+    fn parent_hole(&mut self, vaddr: u64, nr_pages: u64) -> Result<(), PagesOutError> {
+        use criu_pages::page_server::{PageServerIov, PS_IOV_ADD_F};
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut socket = conn.socket.clone();
+        drop(conn);
+        let header = PageServerIov::new(
+            PS_IOV_ADD_F,
+            criu_image::PE_PARENT,
+            nr_pages,
+            vaddr,
+            self.dst.encode(),
+        )
+        .to_bytes();
+        write_all_vectored(&mut socket, &mut [std::io::IoSlice::new(&header)]).map_err(|source| {
+            PagesOutError::Send {
+                dst: self.dst,
+                vaddr,
+                nr_pages,
+                source,
+            }
+        })
+    }
+
     fn finish(self: Box<Self>) -> Result<(), PagesOutError> {
         // CRIU sends nothing when a pagemap ends: the server closes it at
         // the next OPEN or at CLOSE.
@@ -752,6 +789,8 @@ impl PageStore {
             model: PagePipeModel::for_this_machine_with(chunk_mode),
             written: 0,
             entries: 0,
+            holes: std::collections::VecDeque::new(),
+            in_parent: 0,
         })
     }
 
@@ -774,13 +813,52 @@ pub struct PagemapOut {
     pub written: u64,
     /// Entries written.
     pub entries: u64,
+    /// PE_PARENT runs not written yet, sorted.
+    holes: std::collections::VecDeque<criu_pages::PageRange>,
+    /// Pages recorded as PE_PARENT.
+    pub in_parent: u64,
 }
 
 impl PagemapOut {
+    /// Pages to record as PE_PARENT (sorted, disjoint from the pages added);
+    /// they are interleaved with the data entries in address order.
+    pub fn set_parent_holes(&mut self, holes: Vec<criu_pages::PageRange>) {
+        self.holes = holes.into();
+    }
+
+    fn holes_before(&mut self, vaddr: u64) -> Result<(), PagesOutError> {
+        while let Some(hole) = self.holes.front().copied() {
+            if hole.start >= vaddr {
+                break;
+            }
+            self.holes.pop_front();
+            self.dest.parent_hole(hole.start, hole.nr_pages)?;
+            self.entries += 1;
+            self.in_parent += hole.nr_pages;
+        }
+        Ok(())
+    }
+
+    fn send_runs(&mut self, runs: &[Run]) -> Result<(), PagesOutError> {
+        self.entries += runs.len() as u64;
+        let mut from = 0;
+        for (i, run) in runs.iter().enumerate() {
+            if self
+                .holes
+                .front()
+                .is_some_and(|hole| hole.start < run.vaddr)
+            {
+                self.dest.entries(&runs[from..i])?;
+                from = i;
+                self.holes_before(run.vaddr)?;
+            }
+        }
+        self.dest.entries(&runs[from..])
+    }
+
     fn send_settled(&mut self) -> Result<(), PagesOutError> {
         let runs = self.model.take_settled_runs();
-        self.entries += runs.len() as u64;
-        self.dest.entries(&runs)
+        self.send_runs(&runs)
     }
 
     /// Appends page contents (address order across calls); `lazy(vaddr)` says
@@ -805,9 +883,10 @@ impl PagemapOut {
     /// (pages written, entries, pipes created, pipe buffers allocated).
     pub fn finish(mut self) -> Result<(u64, u64, u64, u64), PagesOutError> {
         self.send_settled()?;
-        let (runs, pipes, bufs) = self.model.finish();
-        self.entries += runs.len() as u64;
-        self.dest.entries(&runs)?;
+        let (runs, pipes, bufs) =
+            std::mem::replace(&mut self.model, PagePipeModel::with_mode(1 << 16, true)).finish();
+        self.send_runs(&runs)?;
+        self.holes_before(u64::MAX)?;
         self.dest.finish()?;
         Ok((self.written, self.entries, pipes, bufs))
     }

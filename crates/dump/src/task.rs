@@ -44,6 +44,8 @@ pub struct PageCounters {
     pub pipes: u64,
     /// Page pipe buffers CRIU would have allocated.
     pub pipe_bufs: u64,
+    /// Pages left in the parent images (PE_PARENT).
+    pub skipped_parent: u64,
 }
 
 /// What one task contributed to the tree-wide images.
@@ -81,6 +83,10 @@ pub struct Context<'a> {
     pub own_ns: crate::ids::TaskNsIds,
     /// The time namespace of the dumped tree when it is not ours: (id, a pid in it).
     pub time_ns: Option<(u32, i32)>,
+    /// Dirty-memory tracking handed over by the parent's keeper (empty: full dump).
+    pub tracking: crate::track::Tracking,
+    /// Register memory not tracked yet (pre-dumps into the images directory).
+    pub track_new: bool,
 }
 
 impl std::fmt::Debug for Context<'_> {
@@ -274,9 +280,14 @@ fn dump_pages(
         what: "finding present pages".into(),
         source: Box::new(source),
     })?;
-    let out = ctx
+    // A pre-dump (no chunk mode) re-arms tracking for the next iteration.
+    let holes = ctx.tracking.parent_holes(pid, vmas, &ranges, !chunk_mode)?;
+    let data = criu_pages::subtract_ranges(&ranges, &holes);
+    let mut out = ctx
         .page_store
         .open(PagemapTarget::Process(pid as u32), chunk_mode)?;
+    let in_parent: u64 = holes.iter().map(|hole| hole.nr_pages).sum();
+    out.set_parent_holes(holes);
     let mut sink = PagemapSink {
         out,
         vmas: vmas
@@ -292,7 +303,7 @@ fn dump_pages(
         what: "opening its memory".into(),
         source: Box::new(source),
     })?;
-    if let Err(source) = reader.read(&ranges, &mut sink) {
+    if let Err(source) = reader.read(&data, &mut sink) {
         if let Some(e) = sink.error.take() {
             return Err(e.into());
         }
@@ -305,6 +316,7 @@ fn dump_pages(
     let (written, _entries, pipes, bufs) = sink.out.finish()?;
     ctx.pages.scanned += scanned_pages(vmas, &ranges);
     ctx.pages.written += written;
+    ctx.pages.skipped_parent += in_parent;
     ctx.pages.pipes += pipes;
     ctx.pages.pipe_bufs += bufs;
     Ok(())
@@ -575,7 +587,7 @@ pub fn dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<TaskSum
 /// Pre-dump of one process: its private memory only (pagemap + pages), read
 /// while frozen, in CRIU's pre-dump page-pipe layout. Stopped processes are
 /// skipped, as CRIU does.
-pub fn pre_dump_task(ctx: &mut Context<'_>, task: &FrozenTask) -> Result<(), DumpError> {
+pub fn pre_dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<(), DumpError> {
     let pid = task.pid;
     if task.was_stopped {
         tracing::warn!("Pre-dump skips the stopped process {pid}.");
@@ -596,5 +608,9 @@ pub fn pre_dump_task(ctx: &mut Context<'_>, task: &FrozenTask) -> Result<(), Dum
         })?;
         sps.push(regs.sp);
     }
-    dump_pages(ctx, pid, &vmas, sps, false)
+    dump_pages(ctx, pid, &vmas, sps, false)?;
+    if ctx.track_new {
+        ctx.tracking.register_new(task, &vmas)?;
+    }
+    Ok(())
 }

@@ -54,8 +54,8 @@ mod vma;
 
 pub use reader::{Hole, PageReader, PageSink, ReadError, ReadStats, ReaderOptions, VecSink};
 pub use scan::{
-    category, present_ranges, present_ranges_with, written_ranges, zero_page_pfn, PageRange,
-    Pagemap, ScanError, ScanMethod,
+    category, intersect_ranges, present_ranges, present_ranges_with, subtract_ranges,
+    written_ranges, zero_page_pfn, PageRange, Pagemap, ScanError, ScanMethod,
 };
 pub use shmem::{read_shmem_pages, shmem_data_ranges, ShmemError};
 pub use vma::{

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
 use crate::sys::{self, PageRegion, PmScanArg};
-use crate::vma::Vma;
+use crate::vma::{VmFlags, Vma};
 use crate::PAGE_SIZE;
 
 /// PAGEMAP_SCAN page categories (linux/fs.h).
@@ -49,6 +49,12 @@ const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 const PM_GUARD_REGION: u64 = 1 << 58;
 const PM_PFN_MASK: u64 = (1 << 55) - 1;
+/// The swap "type" bits of a non-present pagemap entry (the low MAX_SWAPFILES_SHIFT bits of the
+/// frame field, shown only with CAP_SYS_ADMIN).
+const PM_SWAP_TYPE_MASK: u64 = (1 << 5) - 1;
+/// The swap type of PTE markers (SWP_PTE_MARKER, always the last of the 32 types). A
+/// uffd-wp marker has marker bit 0 set, a guard marker another bit.
+const SWP_PTE_MARKER: u64 = PM_SWAP_TYPE_MASK;
 
 /// Errors while finding present pages.
 #[derive(Debug, thiserror::Error)]
@@ -163,9 +169,10 @@ pub fn present_ranges_with(
 /// (`PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC`), so the next call reports only newer writes.
 /// `pagemap` is an open `/proc/PID/pagemap` of the target; `pid` only names it in errors.
 ///
-/// Caveat: with `WP_UNPOPULATED`, never-touched pages carry a uffd-wp marker that pagemap
-/// reports as "swapped"; [`present_ranges`] then lists such pages, whose content reads as
-/// zeroes.
+/// With `WP_UNPOPULATED`, re-arming puts a uffd-wp PTE marker on never-touched pages, which
+/// PAGEMAP_SCAN reports as "swapped"; [`present_ranges`] recognises those markers through their
+/// pagemap entries and leaves them out (it cannot when PFNs are hidden, i.e. without
+/// CAP_SYS_ADMIN: they are then listed and read as zero pages).
 pub fn written_ranges(
     pagemap: BorrowedFd<'_>,
     pid: i32,
@@ -305,6 +312,9 @@ impl Pagemap {
                     ) {
                         Ok(()) => {
                             *probed = true;
+                            if vma.vm_flags.contains(VmFlags::UFFD_WP) {
+                                self.drop_uffd_wp_markers(vma, regions, mark, out)?;
+                            }
                             return Ok(());
                         }
                         Err(ScanFailure::Bogus { start, end }) => {
@@ -338,6 +348,72 @@ impl Pagemap {
                 }
             }
         }
+    }
+
+    /// Removes, from the ranges `out[mark..]` found in `vma` (registered for uffd-wp), the pages
+    /// that hold a uffd-wp PTE marker rather than swapped-out data: PAGEMAP_SCAN cannot tell
+    /// them apart, their pagemap entries can.
+    fn drop_uffd_wp_markers(
+        &self,
+        vma: &Vma,
+        regions: &mut [PageRegion],
+        mark: usize,
+        out: &mut Vec<PageRange>,
+    ) -> Result<(), ScanError> {
+        let pid = self.pid;
+        let swapped_only = PmScanArg {
+            category_mask: category::SWAPPED,
+            return_mask: category::SWAPPED,
+            ..PmScanArg::default()
+        };
+        let mut swapped = Vec::new();
+        scan_range(
+            self.file.as_fd(),
+            &swapped_only,
+            vma.start,
+            vma.end,
+            regions,
+            &mut swapped,
+        )
+        .map_err(|error| match error {
+            ScanFailure::Ioctl(source) => ScanError::Scan {
+                pid,
+                start: vma.start,
+                end: vma.end,
+                source,
+            },
+            ScanFailure::Bogus { start, end } => ScanError::BogusRegion { pid, start, end },
+        })?;
+        if swapped.is_empty() {
+            return Ok(());
+        }
+        let mut markers = Vec::new();
+        let mut buf = Vec::new();
+        for range in &swapped {
+            buf.resize(range.nr_pages as usize * 8, 0);
+            let offset = range.start / PAGE_SIZE * 8;
+            self.file
+                .read_exact_at(&mut buf, offset)
+                .map_err(|source| ScanError::Read {
+                    pid,
+                    offset,
+                    source,
+                })?;
+            for (index, entry) in buf.chunks_exact(8).enumerate() {
+                let entry = u64::from_ne_bytes(entry.try_into().expect("8-byte chunk"));
+                if is_pte_marker(entry) {
+                    let addr = range.start + index as u64 * PAGE_SIZE;
+                    push_merged(&mut markers, vma.start, addr, addr + PAGE_SIZE);
+                }
+            }
+        }
+        if markers.is_empty() {
+            return Ok(());
+        }
+        let kept = subtract_ranges(&out[mark..], &markers);
+        out.truncate(mark);
+        out.extend(kept);
+        Ok(())
     }
 
     fn read_entries(
@@ -403,7 +479,14 @@ fn entry_holds_data(entry: u64, zero_pfn: Option<u64>) -> bool {
         return false;
     }
     let is_zero_page = entry & PM_PRESENT != 0 && Some(entry & PM_PFN_MASK) == zero_pfn;
-    !is_zero_page
+    !is_zero_page && !is_pte_marker(entry)
+}
+
+/// Whether a pagemap entry is a PTE marker (uffd-wp on a never-populated page, or a guard
+/// region on kernels that do not flag those), not a swapped-out page. Only recognisable when the
+/// kernel shows the frame field (CAP_SYS_ADMIN); otherwise `false`, so the page is kept.
+fn is_pte_marker(entry: u64) -> bool {
+    entry & PM_PRESENT == 0 && entry & PM_SWAP != 0 && entry & PM_SWAP_TYPE_MASK == SWP_PTE_MARKER
 }
 
 /// PAGEMAP_SCAN arguments selecting present-or-swapped pages that are neither the zero page nor
@@ -444,6 +527,13 @@ fn scan_range(
             }
             push_merged(out, start, region.start, region.end);
         }
+        // When the regions fill the buffer exactly, 6.18 can report a walk_end before the end of
+        // the last region it returned (measured: 1024 regions up to the end of the range with
+        // walk_end half-way); resuming there would list the same pages twice.
+        let walk_end = match regions[..count].last() {
+            Some(last) => walk_end.max(last.end),
+            None => walk_end,
+        };
         if walk_end <= cursor {
             // No progress would loop forever; the kernel always advances, but be defensive.
             break;
@@ -451,6 +541,56 @@ fn scan_range(
         cursor = walk_end;
     }
     Ok(())
+}
+
+/// `ranges` minus `removed` (both sorted and non-overlapping within themselves).
+pub fn subtract_ranges(ranges: &[PageRange], removed: &[PageRange]) -> Vec<PageRange> {
+    let mut out = Vec::with_capacity(ranges.len());
+    let mut cut = removed.iter().peekable();
+    for range in ranges {
+        let mut start = range.start;
+        let end = range.end();
+        while let Some(next) = cut.peek() {
+            if next.end() <= start {
+                cut.next();
+                continue;
+            }
+            if next.start >= end {
+                break;
+            }
+            if next.start > start {
+                out.push(PageRange::new(start, (next.start - start) / PAGE_SIZE));
+            }
+            start = start.max(next.end());
+            if next.end() > end {
+                break;
+            }
+            cut.next();
+        }
+        if start < end {
+            out.push(PageRange::new(start, (end - start) / PAGE_SIZE));
+        }
+    }
+    out
+}
+
+/// `a` intersected with `b` (both sorted and non-overlapping within themselves).
+pub fn intersect_ranges(a: &[PageRange], b: &[PageRange]) -> Vec<PageRange> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let start = a[i].start.max(b[j].start);
+        let end = a[i].end().min(b[j].end());
+        if start < end {
+            out.push(PageRange::new(start, (end - start) / PAGE_SIZE));
+        }
+        if a[i].end() < b[j].end() {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
 }
 
 /// Appends `[start, end)` to `out`, extending the last range when they touch and the last range
@@ -483,4 +623,47 @@ pub fn zero_page_pfn() -> Result<Option<u64>, ScanError> {
     })
     .map_err(ScanError::ZeroPfn)?;
     Ok(*ZERO_PFN.get_or_init(|| pfn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(start_page: u64, nr_pages: u64) -> PageRange {
+        PageRange::new(start_page * PAGE_SIZE, nr_pages)
+    }
+
+    #[test]
+    fn subtract_cuts_holes_and_edges() {
+        let ranges = [r(0, 10), r(20, 5), r(30, 2)];
+        let removed = [r(2, 3), r(9, 12), r(24, 1), r(40, 1)];
+        assert_eq!(
+            subtract_ranges(&ranges, &removed),
+            vec![r(0, 2), r(5, 4), r(21, 3), r(30, 2)]
+        );
+        assert_eq!(subtract_ranges(&ranges, &[]), ranges.to_vec());
+        assert!(subtract_ranges(&ranges, &[r(0, 100)]).is_empty());
+    }
+
+    #[test]
+    fn intersect_keeps_common_pages() {
+        let a = [r(0, 10), r(20, 5)];
+        let b = [r(5, 17), r(24, 3)];
+        assert_eq!(intersect_ranges(&a, &b), vec![r(5, 5), r(20, 2), r(24, 1)]);
+    }
+
+    #[test]
+    fn markers_are_told_from_swapped_pages() {
+        // A uffd-wp marker as the kernel shows it to CAP_SYS_ADMIN: PM_SWAP | PM_UFFD_WP,
+        // swap type 31, marker bit 0.
+        let marker = (1u64 << 62) | (1 << 57) | 0x3f;
+        assert!(is_pte_marker(marker));
+        assert!(!entry_holds_data(marker, None));
+        // A page in swap file 0 at offset 5, write-protected.
+        let swapped = (1u64 << 62) | (1 << 57) | (5 << 5);
+        assert!(!is_pte_marker(swapped));
+        assert!(entry_holds_data(swapped, None));
+        // PFNs hidden: indistinguishable, kept.
+        assert!(entry_holds_data((1u64 << 62) | (1 << 57), None));
+    }
 }

@@ -493,6 +493,66 @@ fn written_ranges_track_writes_through_uffd_wp() {
 }
 
 #[test]
+fn scans_with_more_regions_than_one_batch_list_each_page_once() {
+    // 1 GiB with a hole every 64 pages: 4096 regions, four batches of PAGEMAP_SCAN output.
+    let testee = Testee::spawn(&["sparse", "262144"]);
+    let pid = testee.pid();
+    let (start, len) = testee.region("sparse");
+    let vmas: Vec<Vma> = read_vmas(pid)
+        .unwrap()
+        .into_iter()
+        .filter(|vma| vma.start == start && vma.end == start + len)
+        .collect();
+    assert_eq!(vmas.len(), 1);
+    let expected: Vec<PageRange> = (0..len / PAGE / 64)
+        .map(|block| PageRange::new(start + block * 64 * PAGE, 63))
+        .collect();
+    assert!(expected.len() >= 4 * 1024);
+    for method in [ScanMethod::PagemapScan, ScanMethod::PagemapRead] {
+        let ranges = present_ranges_with(pid, &vmas, method).unwrap();
+        assert_eq!(ranges.len(), expected.len(), "{method:?}");
+        assert!(ranges == expected, "{method:?}");
+    }
+}
+
+#[test]
+fn uffd_wp_markers_on_untouched_pages_are_not_present() {
+    let mut testee = Testee::spawn(&["uffd-sparse", "32"]);
+    let pid = testee.pid();
+    let (start, len) = testee.region("uffd");
+    let vmas: Vec<Vma> = read_vmas(pid)
+        .unwrap()
+        .into_iter()
+        .filter(|vma| vma.start == start && vma.end == start + len)
+        .collect();
+    assert_eq!(vmas.len(), 1);
+    let pagemap = Pagemap::open(pid).unwrap();
+    let before = pagemap
+        .present_ranges(&vmas, ScanMethod::PagemapScan)
+        .unwrap();
+    assert_eq!(before, vec![PageRange::new(start, 16)]);
+    // Arming write-protects everything and puts WP_UNPOPULATED markers on the 16 untouched
+    // pages, which PAGEMAP_SCAN reports as swapped.
+    pagemap.written_ranges(&vmas, true).unwrap();
+    testee.write_page(start + 20 * PAGE, 0x42);
+    let expected = vec![
+        PageRange::new(start, 16),
+        PageRange::new(start + 20 * PAGE, 1),
+    ];
+    for method in [ScanMethod::PagemapScan, ScanMethod::PagemapRead] {
+        assert_eq!(
+            pagemap.present_ranges(&vmas, method).unwrap(),
+            expected,
+            "{method:?}"
+        );
+    }
+    assert_eq!(
+        pagemap.written_ranges(&vmas, true).unwrap(),
+        vec![PageRange::new(start + 20 * PAGE, 1)]
+    );
+}
+
+#[test]
 fn page_reader_batches_more_ranges_than_one_iovec_array_holds() {
     let testee = Testee::spawn(&["bench", "16"]);
     let (start, len) = testee.region("bench");

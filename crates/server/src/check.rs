@@ -3,12 +3,12 @@
 //!
 //! Memory tracking: this kernel family may lack soft-dirty
 //! (CONFIG_MEM_SOFT_DIRTY), which is what CRIU's `mem_dirty_track` means.
-//! criu-rs tracks dirty memory with PAGEMAP_SCAN + userfaultfd write-protect
-//! (WP_ASYNC), so "memory tracking is available" here means: PAGEMAP_SCAN
-//! works AND userfaultfd offers WP_ASYNC + WP_UNPOPULATED, OR soft-dirty works.
+//! criu-rs tracks dirty memory only with PAGEMAP_SCAN + userfaultfd
+//! write-protect in async mode (criu_dump::track; soft-dirty is never used),
+//! so "memory tracking is available" (`mem_track`) means: PAGEMAP_SCAN works
+//! AND userfaultfd offers WP_ASYNC + WP_UNPOPULATED.
 
 use std::fs::File;
-use std::io::Read as _;
 use std::os::fd::{AsFd, AsRawFd};
 
 use nix::sys::socket::{socket, socketpair, AddressFamily, SockFlag, SockProtocol, SockType};
@@ -618,42 +618,14 @@ fn check_uffd_noncoop() -> CheckResult {
     Ok(())
 }
 
-fn soft_dirty_works() -> bool {
-    // Soft-dirty exists when clearing refs with "4" succeeds and a written
-    // page then shows bit 55 in pagemap.
-    if std::fs::write("/proc/self/clear_refs", "4").is_err() {
-        return false;
-    }
-    let mut page = vec![0u8; 8192];
-    let addr = (page.as_mut_ptr() as usize + 4095) & !4095;
-    let index = addr - page.as_ptr() as usize;
-    page[index] = 1;
-    std::hint::black_box(&page);
-    let Ok(mut pagemap) = File::open("/proc/self/pagemap") else {
-        return false;
-    };
-    let mut entry = [0u8; 8];
-    use std::io::{Seek, SeekFrom};
-    if pagemap
-        .seek(SeekFrom::Start((addr / 4096 * 8) as u64))
-        .is_err()
-        || pagemap.read_exact(&mut entry).is_err()
-    {
-        return false;
-    }
-    u64::from_le_bytes(entry) & (1 << 55) != 0
-}
-
 fn check_mem_track() -> CheckResult {
-    if soft_dirty_works() {
-        return Ok(());
-    }
+    // Soft-dirty alone is not enough: the dump tracks with uffd-wp only.
     check_pagemap_scan()?;
     let features = uffd_features()?;
     let needed = uffd_feature::WP_ASYNC | uffd_feature::WP_UNPOPULATED;
     if features & needed != needed {
         return Err(format!(
-            "no soft-dirty and userfaultfd lacks WP_ASYNC/WP_UNPOPULATED (features {features:#x})"
+            "userfaultfd lacks WP_ASYNC/WP_UNPOPULATED (features {features:#x}), which dirty-memory tracking needs"
         ));
     }
     Ok(())

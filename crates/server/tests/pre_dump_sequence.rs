@@ -1,7 +1,9 @@
-//! The PRE_DUMP → DUMP request sequence. The real dump engine cannot
-//! pre-dump on these kernels yet, so a minimal engine that reports success
-//! (and records what it was asked, in the images dir) stands in for it; the
-//! worker, sockets, forks and files are all real. One test per binary keeps
+//! The worker's PRE_DUMP → DUMP request sequencing: which job each request
+//! becomes, with which parent, and the "Bad req seq" answer. A recording
+//! engine (it notes what it was asked, in the images dir) stands in for the
+//! dump engine so that the test sees exactly what the worker passed on; the
+//! worker, sockets, forks and files are all real. The real engine's chain of
+//! PRE_DUMP, PRE_DUMP, DUMP with dirty tracking is tested in incremental.rs. One test per binary keeps
 //! the process single-threaded for the worker's forks: this binary has no
 //! libtest harness (`harness = false`), so `main` runs on the only thread.
 

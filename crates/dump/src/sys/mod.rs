@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+pub mod keeper;
 pub mod unix_diag;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {

@@ -9,6 +9,10 @@
 //!   anonymous region, and a page that is only read (mapped to the zero page).
 //! - `bench <MiB>`: one anonymous region of that size, every page written.
 //! - `uffd <pages>`: an anonymous region registered for async uffd-wp (the fd is kept open).
+//! - `sparse <pages>`: one anonymous region where every 64th page is never touched (one PAGEMAP_SCAN
+//!   region per 63 pages, more than one batch of regions).
+//! - `uffd-sparse <pages>`: the same, but only the first half of the pages is written before
+//!   registration (the rest is never touched).
 #![deny(unsafe_code)]
 
 use std::io::{BufRead, Write};
@@ -39,11 +43,28 @@ fn main() {
             }
             writeln!(out, "bench={region:#x},{len:#x}").unwrap();
         }
-        "uffd" => {
+        "sparse" => {
             let pages: usize = args[2].parse().expect("page count");
             let len = pages * PAGE;
             let region = sys::map_anon(len, libc::PROT_READ | libc::PROT_WRITE, false);
-            sys::slice_mut(region, len).fill(0x11);
+            let memory = sys::slice_mut(region, len);
+            for (page, chunk) in memory.chunks_mut(PAGE).enumerate() {
+                if page % 64 != 63 {
+                    chunk.fill(pattern_byte(0x20, page));
+                }
+            }
+            writeln!(out, "sparse={region:#x},{len:#x}").unwrap();
+        }
+        "uffd" | "uffd-sparse" => {
+            let pages: usize = args[2].parse().expect("page count");
+            let len = pages * PAGE;
+            let region = sys::map_anon(len, libc::PROT_READ | libc::PROT_WRITE, false);
+            let filled = if mode == "uffd" {
+                len
+            } else {
+                pages / 2 * PAGE
+            };
+            sys::slice_mut(region, filled).fill(0x11);
             let uffd = sys::register_uffd_wp_async(region, len);
             writeln!(out, "uffd={region:#x},{len:#x}").unwrap();
             writeln!(out, "uffd_fd={uffd}").unwrap(); // stays open until exit

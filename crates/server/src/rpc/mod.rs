@@ -10,11 +10,15 @@
 //! - VERSION answers major 4, minor 2, name "criu-rs", and no gitid or
 //!   sublevel: clients compute 40200 and do not round up.
 //! - FEATURE_CHECK `mem_track` means "this kernel offers what criu-rs tracks
-//!   dirty memory with": soft-dirty, or PAGEMAP_SCAN plus userfaultfd
-//!   WP_ASYNC/WP_UNPOPULATED (see [`crate::check`]).
+//!   dirty memory with": PAGEMAP_SCAN plus userfaultfd WP_ASYNC/WP_UNPOPULATED
+//!   (see [`crate::check`]).
 //! - CHECK, CPUINFO_* and each PRE_DUMP iteration run in a forked helper, as
 //!   in CRIU; the first error of the helper reaches `cr_errmsg` through shared
-//!   memory. FEATURE_CHECK runs in the worker itself.
+//!   memory. FEATURE_CHECK runs in the worker itself. Dirty-memory tracking
+//!   survives the helper without any fd plumbing here: a successful pre-dump
+//!   leaves its uffds with a keeper process named after its images directory,
+//!   and the next PRE_DUMP or DUMP whose `parent_img` (relative to its images
+//!   directory, as in CRIU) points there takes them over (criu_dump::track).
 //! - `opts.pid == 0` counts as absent (self-dump of the peer).
 //! - PAGE_SERVER / PAGE_SERVER_CHLD answer type PAGE_SERVER with the pid and
 //!   the port actually bound (port 0 picks one); the server stores one

@@ -1,0 +1,437 @@
+//! Incremental dumps with uffd-wp tracking: pre-dump, pre-dump, dump with
+//! parents write only the pages written in between (the rest PE_PARENT), the
+//! keeper hands tracking over only to its own uid and goes away with the
+//! process, and a restore of the chain gives the process its memory back.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use criu_dump::{dump, track, DumpOptions, FailPoint};
+use criu_image::{ImageDir, ImageKind, PagemapReader, PagemapTarget, PE_PARENT, PE_PRESENT};
+use criu_proto::DumpStatsEntry;
+
+const PAGE: u64 = 4096;
+
+fn compile(out_dir: &Path) -> PathBuf {
+    let out = out_dir.join("incremental");
+    let status = Command::new("gcc")
+        .args(["-O1", "-o"])
+        .arg(&out)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/incremental.c"))
+        .status()
+        .expect("gcc is required to build the test programs");
+    assert!(status.success(), "gcc failed on incremental.c");
+    out
+}
+
+/// The incremental program, its output file and command file.
+struct Program {
+    child: Child,
+    pid: i32,
+    out: PathBuf,
+    cmd: PathBuf,
+    region: u64,
+    pages: u64,
+}
+
+impl Program {
+    fn spawn(work: &Path, pages: u64) -> Self {
+        let binary = compile(work);
+        let out = work.join("out.txt");
+        let cmd = work.join("cmd");
+        let child = session_command()
+            .arg(&binary)
+            .arg(pages.to_string())
+            .arg(&cmd)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .current_dir("/")
+            .spawn()
+            .expect("spawn the incremental program");
+        let pid = child.id() as i32;
+        let line = wait_for_line(&out, |l| l.starts_with("ready "), 1);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let region = u64::from_str_radix(words[1], 16).unwrap();
+        wait_in_pause(pid);
+        Self {
+            child,
+            pid,
+            out,
+            cmd,
+            region,
+            pages,
+        }
+    }
+
+    /// Runs one command and returns its output lines before "done".
+    fn run(&self, command: &str) -> Vec<String> {
+        let done_before = self.lines().iter().filter(|l| *l == "done").count();
+        std::fs::write(&self.cmd, format!("{command}\n")).unwrap();
+        wait_in_pause(self.pid);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .unwrap();
+        wait_for_line(&self.out, |l| l == "done", done_before + 1);
+        wait_in_pause(self.pid);
+        let lines = self.lines();
+        let mut seen = 0;
+        let end = lines
+            .iter()
+            .position(|l| {
+                if l == "done" {
+                    seen += 1;
+                }
+                seen == done_before + 1
+            })
+            .unwrap();
+        let start = lines[..end]
+            .iter()
+            .rposition(|l| l == "done" || l.starts_with("ready "))
+            .map_or(0, |i| i + 1);
+        lines[start..end].to_vec()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn page(&self, index: u64) -> u64 {
+        self.region + index * PAGE
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_line(out: &Path, want: impl Fn(&str) -> bool, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        let matching: Vec<&str> = text.lines().filter(|l| want(l)).collect();
+        if matching.len() >= count {
+            return matching[count - 1].to_owned();
+        }
+        assert!(Instant::now() < deadline, "output so far: {text:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until `pid` sleeps in pause() (syscall 34), untraced.
+fn wait_in_pause(pid: i32) {
+    wait_until(|| {
+        let in_pause = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .map(|s| s.starts_with("34 "))
+            .unwrap_or(false);
+        let untraced = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| s.contains("TracerPid:\t0\n"))
+            .unwrap_or(false);
+        in_pause && untraced
+    });
+}
+
+fn pre_dump(pid: i32, dir: &Path, parent: Option<&str>) -> criu_dump::DumpReport {
+    let mut opts = DumpOptions::new(pid, ImageDir::open(dir).unwrap());
+    opts.pre_dump = true;
+    opts.track_mem = true;
+    opts.parent_img = parent.map(str::to_owned);
+    let report = dump(&opts, &mut |_, _| Ok(())).expect("pre-dump");
+    wait_in_pause(pid);
+    report
+}
+
+/// Per page of `pid`'s pagemap in `dir`: PE_PRESENT (data) or PE_PARENT.
+fn page_kinds(dir: &Path, pid: i32) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    let images = ImageDir::open(dir).unwrap();
+    let mut reader = PagemapReader::open(&images, PagemapTarget::Process(pid as u32))
+        .unwrap()
+        .unwrap();
+    let (mut data, mut parent) = (BTreeSet::new(), BTreeSet::new());
+    for run in reader.read_all().unwrap() {
+        let set = if run.flags & PE_PARENT != 0 {
+            assert_eq!(run.flags, PE_PARENT, "a hole carries PE_PARENT only");
+            &mut parent
+        } else {
+            assert!(run.flags & PE_PRESENT != 0);
+            &mut data
+        };
+        set.extend((0..run.nr_pages).map(|i| run.vaddr + i * PAGE));
+    }
+    (data, parent)
+}
+
+fn stats(dir: &Path) -> DumpStatsEntry {
+    let stats: criu_proto::StatsEntry = ImageDir::open(dir)
+        .unwrap()
+        .reader(ImageKind::StatsDump, 0)
+        .unwrap()
+        .next_entry()
+        .unwrap()
+        .unwrap();
+    stats.dump.expect("dump stats")
+}
+
+fn in_range(pages: &BTreeSet<u64>, start: u64, end: u64) -> BTreeSet<u64> {
+    pages.range(start..end).copied().collect()
+}
+
+fn images_dir(work: &Path, name: &str) -> PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// pre-dump (full), pre-dump (only what was written, the rest PE_PARENT,
+/// a new mapping whole, a kernel-mode write seen), dump (the same against
+/// the second pre-dump); stats exact; crit reads it; the chain restores.
+#[test]
+fn pre_dump_chain_writes_only_written_pages_and_restores() {
+    let work = tempfile::tempdir().unwrap();
+    let program = Program::spawn(work.path(), 2048);
+    let pid = program.pid;
+    let (start, end) = (program.region, program.page(program.pages));
+
+    let d1 = images_dir(work.path(), "1");
+    let first = pre_dump(pid, &d1, None);
+    let (data1, parent1) = page_kinds(&d1, pid);
+    assert!(parent1.is_empty(), "a first pre-dump has no parent");
+    let touched: BTreeSet<u64> = (0..program.pages)
+        .filter(|p| p % 64 != 63)
+        .map(|p| program.page(p))
+        .collect();
+    assert_eq!(in_range(&data1, start, end), touched);
+    assert_eq!(first.pages_skipped_parent, 0);
+    assert!(track::keeper_listening(&ImageDir::open(&d1).unwrap()));
+
+    program.run("write 10 2");
+    program.run("write 500 1");
+    program.run("kread 700");
+    let mapped = program.run("mmap 16");
+    let extra = u64::from_str_radix(mapped[0].strip_prefix("mapped ").unwrap(), 16).unwrap();
+
+    let d2 = images_dir(work.path(), "2");
+    let second = pre_dump(pid, &d2, Some("../1"));
+    assert!(
+        !track::keeper_listening(&ImageDir::open(&d1).unwrap()),
+        "the first keeper handed over and left"
+    );
+    assert!(track::keeper_listening(&ImageDir::open(&d2).unwrap()));
+    let (data2, parent2) = page_kinds(&d2, pid);
+    let written: BTreeSet<u64> = [10, 11, 500, 700].map(|p| program.page(p)).into();
+    assert_eq!(in_range(&data2, start, end), written);
+    assert_eq!(
+        in_range(&parent2, start, end),
+        touched.difference(&written).copied().collect()
+    );
+    let extra_pages: BTreeSet<u64> = (0..16).map(|p| extra + p * PAGE).collect();
+    assert_eq!(in_range(&data2, extra, extra + 16 * PAGE), extra_pages);
+    let stats2 = stats(&d2);
+    assert_eq!(stats2.pages_written, data2.len() as u64);
+    assert_eq!(stats2.pages_skipped_parent, parent2.len() as u64);
+    assert_eq!(second.pages_skipped_parent, parent2.len() as u64);
+    // Far fewer pages than the whole region: only writes, new memory, stack etc.
+    assert!(data2.len() < 200, "{} pages written", data2.len());
+
+    program.run("write 1000 1");
+    program.run("write 5 1");
+    let d3 = images_dir(work.path(), "3");
+    let mut opts = DumpOptions::new(pid, ImageDir::open(&d3).unwrap());
+    opts.parent_img = Some("../2".into());
+    opts.track_mem = true;
+    let last = dump(&opts, &mut |_, _| Ok(())).expect("dump");
+    let (data3, parent3) = page_kinds(&d3, pid);
+    let written: BTreeSet<u64> = [5, 1000].map(|p| program.page(p)).into();
+    assert_eq!(in_range(&data3, start, end), written);
+    assert!(in_range(&data3, extra, extra + 16 * PAGE).is_empty());
+    assert_eq!(in_range(&parent3, extra, extra + 16 * PAGE), extra_pages);
+    let stats3 = stats(&d3);
+    assert_eq!(stats3.pages_written, data3.len() as u64);
+    assert_eq!(stats3.pages_skipped_parent, parent3.len() as u64);
+    assert_eq!(last.pages_skipped_parent, parent3.len() as u64);
+    assert!(!track::keeper_listening(&ImageDir::open(&d2).unwrap()));
+
+    // crit reads what we wrote (pages images are raw).
+    for dir in [&d1, &d2, &d3] {
+        for name in file_names(dir) {
+            if !name.starts_with("pages-") && name != "parent" {
+                crit_decode(&dir.join(&name));
+            }
+        }
+    }
+    let pagemap = crit_entries(&d3, &format!("pagemap-{pid}.img"));
+    assert!(
+        pagemap
+            .iter()
+            .any(|e| e["flags"].as_u64() == Some(u64::from(PE_PARENT))),
+        "{pagemap:?}"
+    );
+
+    let mut child = program;
+    let _ = child.child.wait();
+    wait_until(|| !alive(pid));
+    let restored = criu_restore::restore(
+        &criu_restore::RestoreOptions::new(ImageDir::open(&d3).unwrap()),
+        &mut |_, _| Ok(()),
+    )
+    .expect("restore the chain");
+    assert_eq!(restored.root_pid, pid);
+    let result = std::panic::catch_unwind(|| child.run("check"));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let lines = result.expect("the restored process answers");
+    assert_eq!(lines, vec!["intact".to_owned()]);
+}
+
+/// A parent without a keeper (here: a plain dump's directory) gives a full
+/// dump, not an error; a failed pre-dump leaves no keeper and the process
+/// running untraced.
+#[test]
+fn no_keeper_means_full_dump_and_a_failed_pre_dump_keeps_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let program = Program::spawn(work.path(), 256);
+    let pid = program.pid;
+
+    let failed = images_dir(work.path(), "failed");
+    let mut opts = DumpOptions::new(pid, ImageDir::open(&failed).unwrap());
+    opts.pre_dump = true;
+    opts.fail_at = Some(FailPoint::Inventory);
+    assert!(dump(&opts, &mut |_, _| Ok(())).is_err());
+    wait_in_pause(pid);
+    assert!(!track::keeper_listening(&ImageDir::open(&failed).unwrap()));
+    // Tracking was dropped: no VMA is left registered in the process.
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    assert!(
+        !smaps
+            .lines()
+            .any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "uw")),
+        "no uffd-wp registration may remain"
+    );
+
+    let plain = images_dir(work.path(), "plain");
+    let mut opts = DumpOptions::new(pid, ImageDir::open(&plain).unwrap());
+    opts.leave_running = true;
+    dump(&opts, &mut |_, _| Ok(())).expect("plain dump");
+    wait_in_pause(pid);
+
+    let next = images_dir(work.path(), "next");
+    let report = pre_dump(pid, &next, Some("../plain"));
+    let (data, parent) = page_kinds(&next, pid);
+    assert!(parent.is_empty());
+    assert_eq!(report.pages_skipped_parent, 0);
+    assert_eq!(stats(&next).pages_written, data.len() as u64);
+    assert!(in_range(&data, program.region, program.page(program.pages)).len() >= 250);
+}
+
+/// The keeper answers only its own uid, and exits once the process is gone.
+#[test]
+fn keeper_refuses_other_uids_and_leaves_with_the_process() {
+    let work = tempfile::tempdir().unwrap();
+    let program = Program::spawn(work.path(), 64);
+    let pid = program.pid;
+    let dir = images_dir(work.path(), "1");
+    pre_dump(pid, &dir, None);
+    let images = ImageDir::open(&dir).unwrap();
+    let name = track::keeper_name(&images).unwrap();
+
+    // A child of another uid connects: the keeper closes without a word.
+    assert_eq!(
+        connect_as_nobody(&name),
+        Ok(0),
+        "the keeper must close on uid 65534 without sending anything"
+    );
+    assert!(track::keeper_listening(&images), "still there for us");
+
+    let mut program = program;
+    let _ = program.child.kill();
+    let _ = program.child.wait();
+    wait_until(|| !track::keeper_listening(&images));
+}
+
+/// Runs a helper process as uid 65534 that connects to the abstract socket
+/// `name` and reports how many bytes it got (0: closed on it).
+fn connect_as_nobody(name: &str) -> Result<usize, String> {
+    let script = format!(
+        "import os, socket\nos.setgid(65534)\nos.setuid(65534)\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n\
+         s.connect('\\0{name}')\ns.settimeout(5)\n\
+         data = s.recv(65536)\nprint(len(data))\n"
+    );
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<usize>()
+        .map_err(|e| e.to_string())
+}
+
+/// Pre-dump of a 1 GiB process, then a dump after it wrote 1 % of it (images
+/// on /dev/shm): pages written and wall time of each step. Run with
+/// `cargo test --release -p criu-dump --test incremental -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check: 1 GiB of memory and about 2 GiB of /dev/shm"]
+fn measure_one_gib_pre_dump_then_one_percent_dump() {
+    let work = tempfile::tempdir_in("/dev/shm").unwrap();
+    let pages = 262_144;
+    let program = Program::spawn(work.path(), pages);
+    let pid = program.pid;
+    let d1 = images_dir(work.path(), "1");
+    let started = Instant::now();
+    let first = pre_dump(pid, &d1, None);
+    let first_time = started.elapsed();
+    program.run(&format!("write 1000 {}", pages / 100));
+    let d2 = images_dir(work.path(), "2");
+    let started = Instant::now();
+    let second = pre_dump(pid, &d2, Some("../1"));
+    let second_time = started.elapsed();
+    println!(
+        "second pre-dump after writing {} pages: {} pages written, {} left in the parent, in {:?}",
+        pages / 100,
+        second.pages_written,
+        second.pages_skipped_parent,
+        second_time
+    );
+    program.run(&format!("write 50000 {}", pages / 100));
+    let d3 = images_dir(work.path(), "3");
+    let mut opts = DumpOptions::new(pid, ImageDir::open(&d3).unwrap());
+    opts.parent_img = Some("../2".into());
+    opts.track_mem = true;
+    let started = Instant::now();
+    let last = dump(&opts, &mut |_, _| Ok(())).expect("dump");
+    let last_time = started.elapsed();
+    println!(
+        "pre-dump: {} pages written in {:?} (frozen {:?}); dump after writing {} pages: \
+         {} pages written, {} left in the parent, in {:?} (frozen {:?})",
+        first.pages_written,
+        first_time,
+        first.frozen_time,
+        pages / 100,
+        last.pages_written,
+        last.pages_skipped_parent,
+        last_time,
+        last.frozen_time
+    );
+    assert!(last.pages_written < pages / 50);
+}
