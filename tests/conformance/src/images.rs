@@ -1,7 +1,9 @@
 //! Checks on a freshly written images directory: every image decodes with crit, and the dump
 //! statistics agree with the page files (`pages_written + shpages_written` = Σ size(pages-*.img)/4096)
 //! and with the pagemaps (`pages_skipped_parent` = the pages of task pagemap entries marked PE_PARENT,
-//! `shpages_skipped_parent` the same for pagemap-shmem).
+//! `shpages_skipped_parent` the same for pagemap-shmem). The pagemaps are counted with our image
+//! crate: Debian's crit 3.17 predates `pagemap_entry.nr_pages` (field 5, CRIU 4.x writes
+//! `compat_nr_pages` = 0 beside it) and so reads every entry as 0 pages.
 //!
 //! With Debian's crit (`/usr/bin/crit`, a pycriu script) all images of a dump are decoded in ONE
 //! Python process through the same call `crit decode` makes (`pycriu.images.load`), which saves a
@@ -10,6 +12,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use criu_image::{ImageDir, ImageKind, PagemapReader, PE_PARENT};
 
 /// Where crit lives and how to run it.
 #[derive(Debug, Clone)]
@@ -50,8 +54,7 @@ for path in sys.argv[1:]:
         with open(path, "rb") as f:
             img = images.load(f, False, False)
         json.dumps(img)
-        kept = path.endswith("stats-dump") or os.path.basename(path).startswith("pagemap-")
-        result[path] = {"ok": True, "img": img if kept else None}
+        result[path] = {"ok": True, "img": img if path.endswith("stats-dump") else None}
     except Exception as e:
         result[path] = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
 print(json.dumps(result))
@@ -61,44 +64,50 @@ print(json.dumps(result))
 #[derive(Debug, Default)]
 struct Decoded {
     stats: Option<serde_json::Value>,
-    /// (is a pagemap-shmem image, decoded pagemap) per pagemap image.
-    pagemaps: Vec<(bool, serde_json::Value)>,
 }
-
-/// CRIU's PE_PARENT pagemap flag (the pages are in the parent images).
-const PE_PARENT: u64 = 1;
 
 impl Decoded {
     fn keep(&mut self, file: &Path, image: serde_json::Value) {
-        let name = file_name(file);
-        if name == "stats-dump" {
+        if file_name(file) == "stats-dump" {
             self.stats = Some(image);
-        } else if name.starts_with("pagemap-") {
-            self.pagemaps
-                .push((name.starts_with("pagemap-shmem-"), image));
         }
     }
+}
 
-    /// Pages in entries that live in the parent images (`PE_PARENT` in `flags`, or the older
-    /// `in_parent`), over the task pagemaps or the shmem ones. crit prints flags as text
-    /// ("PE_PARENT | PE_PRESENT"); a number is read as the raw bits.
-    fn parent_pages(&self, shmem: bool) -> u64 {
-        self.pagemaps
-            .iter()
-            .filter(|(is_shmem, _)| *is_shmem == shmem)
-            .filter_map(|(_, image)| image["entries"].as_array())
-            .flatten()
-            .filter(|entry| {
-                let flagged = match &entry["flags"] {
-                    serde_json::Value::String(text) => text.contains("PE_PARENT"),
-                    serde_json::Value::Number(bits) => bits.as_u64().unwrap_or(0) & PE_PARENT != 0,
-                    _ => false,
-                };
-                flagged || entry["in_parent"].as_bool() == Some(true)
-            })
-            .filter_map(|entry| entry["nr_pages"].as_u64())
-            .sum()
+/// Pages that the pagemaps of `dir` leave to the parent images (PE_PARENT): (task pagemaps,
+/// shmem pagemaps).
+fn parent_pages(dir: &Path) -> Result<(u64, u64), String> {
+    let images = ImageDir::open(dir).map_err(|e| e.to_string())?;
+    let mut totals = (0u64, 0u64);
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_suffix(".img")
+            .and_then(|stem| stem.strip_prefix("pagemap-"))
+        else {
+            continue;
+        };
+        let (kind, id, total) = match id.strip_prefix("shmem-") {
+            Some(shmid) => (ImageKind::ShmemPagemap, shmid, &mut totals.1),
+            None => (ImageKind::Pagemap, id, &mut totals.0),
+        };
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("{name}: not a pagemap id"))?;
+        let mut reader = images
+            .reader(kind, id)
+            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|reader| {
+                PagemapReader::from_reader(reader).map_err(|e| format!("{name}: {e}"))
+            })?;
+        while let Some(run) = reader.next_run().map_err(|e| format!("{name}: {e}"))? {
+            if run.flags & PE_PARENT != 0 {
+                *total += run.nr_pages;
+            }
+        }
     }
+    Ok(totals)
 }
 
 impl Crit {
@@ -206,17 +215,21 @@ impl Crit {
         }
         if let Some(stats) = &decoded.stats {
             let dump = &stats["entries"][0]["dump"];
-            for (counter, shmem) in [
-                ("pages_skipped_parent", false),
-                ("shpages_skipped_parent", true),
-            ] {
-                let in_stats = dump[counter].as_u64().unwrap_or(0);
-                let in_pagemaps = decoded.parent_pages(shmem);
-                if in_stats != in_pagemaps {
-                    problems.push(format!(
-                        "stats-dump says {counter} = {in_stats}, the pagemaps mark {in_pagemaps} pages PE_PARENT"
-                    ));
+            match parent_pages(dir) {
+                Ok((task, shmem)) => {
+                    for (counter, in_pagemaps) in [
+                        ("pages_skipped_parent", task),
+                        ("shpages_skipped_parent", shmem),
+                    ] {
+                        let in_stats = dump[counter].as_u64().unwrap_or(0);
+                        if in_stats != in_pagemaps {
+                            problems.push(format!(
+                                "stats-dump says {counter} = {in_stats}, the pagemaps mark {in_pagemaps} pages PE_PARENT"
+                            ));
+                        }
+                    }
                 }
+                Err(e) => problems.push(format!("pagemap: {e}")),
             }
             let written = dump["pages_written"].as_u64().unwrap_or(0)
                 + dump["shpages_written"].as_u64().unwrap_or(0);
