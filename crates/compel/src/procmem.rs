@@ -31,6 +31,22 @@ impl ProcMem {
         Ok(ProcMem { pid, file })
     }
 
+    /// A second handle on the same open file (dup): cheaper than opening /proc/PID/mem again, e.g. for
+    /// one [`crate::RemoteSession`] per thread of a process.
+    pub fn try_clone(&self) -> Result<Self, CompelError> {
+        let file = self.file.try_clone().map_err(|source| CompelError::Mem {
+            op: "dup",
+            pid: self.pid,
+            addr: 0,
+            len: 0,
+            source,
+        })?;
+        Ok(ProcMem {
+            pid: self.pid,
+            file,
+        })
+    }
+
     pub fn pid(&self) -> Pid {
         self.pid
     }

@@ -191,7 +191,26 @@ impl RemoteSession<'static> {
     /// restore) independently of the scope that seized or adopted the thread. Get the thread back with
     /// [`RemoteSession::close_into_tracee`]; dropping the session tears it down and detaches the thread.
     pub fn owning(tracee: Tracee, options: RemoteOptions) -> Result<Self, CompelError> {
-        Self::start(Held::Owned(Box::new(tracee)), options)
+        Self::start(Held::Owned(Box::new(tracee)), options, None)
+    }
+
+    /// [`RemoteSession::owning`] that works through `mem`, an open /proc/PID/mem of the thread's process
+    /// (e.g. a [`ProcMem::try_clone`] of one shared by every thread of a task under restore), instead of
+    /// opening its own.
+    pub fn owning_with_mem(
+        tracee: Tracee,
+        options: RemoteOptions,
+        mem: ProcMem,
+    ) -> Result<Self, CompelError> {
+        if mem.pid() != tracee.tgid() {
+            return Err(CompelError::InvalidArgument(format!(
+                "memory of process {} given for a session in thread {} of process {}",
+                mem.pid(),
+                tracee.tid(),
+                tracee.tgid()
+            )));
+        }
+        Self::start(Held::Owned(Box::new(tracee)), options, Some(mem))
     }
 }
 
@@ -219,10 +238,14 @@ impl<'a> RemoteSession<'a> {
         tracee: &'a mut Tracee,
         options: RemoteOptions,
     ) -> Result<Self, CompelError> {
-        Self::start(Held::Borrowed(tracee), options)
+        Self::start(Held::Borrowed(tracee), options, None)
     }
 
-    fn start(mut tracee: Held<'a>, options: RemoteOptions) -> Result<Self, CompelError> {
+    fn start(
+        mut tracee: Held<'a>,
+        options: RemoteOptions,
+        mem: Option<ProcMem>,
+    ) -> Result<Self, CompelError> {
         if !tracee.is_stopped() {
             return Err(CompelError::InvalidArgument(format!(
                 "thread {} must be in a ptrace-stop to start a remote session",
@@ -235,7 +258,10 @@ impl<'a> RemoteSession<'a> {
                 tracee.defer_signal(signal);
             }
         }
-        let mem = ProcMem::open(tracee.tgid())?;
+        let mem = match mem {
+            Some(mem) => mem,
+            None => ProcMem::open(tracee.tgid())?,
+        };
         let saved_regs = tracee.regs()?;
         let saved_sigmask = tracee.sigmask()?;
         let gadget = match options.gadget {

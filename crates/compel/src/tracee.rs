@@ -1,6 +1,7 @@
 //! One seized thread: stops, registers, signal state, and resuming.
 
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::regs::{FxSave, RseqConfig, SigInfo, SyscallInfo, UserRegs, XState};
@@ -154,6 +155,17 @@ fn read_tgid(tid: Pid) -> Result<Pid, CompelError> {
     })
 }
 
+/// Bytes to offer PTRACE_GETREGSET(NT_X86_XSTATE): the largest XSAVE area of every feature the CPU
+/// supports (CPUID 0xD.0 ECX), at least a page. Asked once per process: CPUID traps to the hypervisor in
+/// a VM and costs 6-10 µs there, once per thread of every dump and restore otherwise.
+fn xsave_buffer_size() -> usize {
+    static SIZE: OnceLock<usize> = OnceLock::new();
+    *SIZE.get_or_init(|| {
+        let (_, _, max_size, _) = sys::cpuid(0xd, 0);
+        (max_size as usize).max(4096)
+    })
+}
+
 /// How many times [`Tracee::wait_stop_timeout`] yields the CPU before it starts sleeping (about
 /// 100-200 µs of checks on our machines).
 const YIELDS_BEFORE_SLEEPING: u32 = 64;
@@ -166,6 +178,16 @@ impl Tracee {
             return Err(CompelError::InvalidArgument(format!("thread id {tid}")));
         }
         let tgid = read_tgid(tid)?;
+        Tracee::seize_in_group(tid, tgid, options)
+    }
+
+    /// [`Tracee::seize`] of a thread known to belong to process `tgid` (e.g. listed in
+    /// /proc/TGID/task), without reading its /proc status for the tgid.
+    pub(crate) fn seize_in_group(
+        tid: Pid,
+        tgid: Pid,
+        options: SeizeOptions,
+    ) -> Result<Tracee, CompelError> {
         if let Err(e) = sys::seize(tid, options.bits()) {
             return Err(match e.raw_os_error() {
                 Some(libc::ESRCH) => CompelError::NoSuchProcess { pid: tid },
@@ -201,8 +223,16 @@ impl Tracee {
     /// Takes over a thread or process the kernel auto-attached because `parent` reported a
     /// PTRACE_EVENT_CLONE/FORK/VFORK with `new_tid`, and waits for its first stop.
     pub fn adopt_auto_attached(new_tid: Pid, parent: &Tracee) -> Result<Tracee, CompelError> {
-        // The new task inherits the parent's ptrace options; its tgid is the parent's for a thread.
-        let tgid = read_tgid(new_tid).unwrap_or(new_tid);
+        // The new task inherits the parent's ptrace options. It is a thread of the parent's group, listed
+        // under /proc/TGID/task, or a new process whose tgid is its own id: one stat instead of reading
+        // and parsing /proc/TID/status for every thread a restore creates.
+        let in_parent_group =
+            std::path::Path::new(&format!("/proc/{}/task/{new_tid}", parent.tgid)).exists();
+        let tgid = if in_parent_group {
+            parent.tgid
+        } else {
+            new_tid
+        };
         let mut child = Tracee::attached(new_tid, tgid, parent.options, false);
         match child.wait_stop_timeout(DEFAULT_STOP_TIMEOUT)? {
             StopEvent::Interrupted | StopEvent::GroupStop { .. } => Ok(child),
@@ -524,8 +554,7 @@ impl Tracee {
     /// The XSAVE area (NT_X86_XSTATE), exactly as large as the kernel reports.
     pub fn xstate(&self) -> Result<XState, CompelError> {
         self.ensure_stopped("GETREGSET")?;
-        let (_, _, max_size, _) = sys::cpuid(0xd, 0);
-        let mut buf = vec![0u8; (max_size as usize).max(4096)];
+        let mut buf = vec![0u8; xsave_buffer_size()];
         let got = sys::get_regset(self.tid, sys::NT_X86_XSTATE, &mut buf)
             .map_err(|e| self.gone_or("PTRACE_GETREGSET(NT_X86_XSTATE)", e))?;
         buf.truncate(got);

@@ -328,3 +328,36 @@ fn finish_into_tracee_and_abandon_hand_back_an_owned_thread() {
     t.detach(0).expect("detach");
     assert_makes_progress(pid, cpu_ticks(pid));
 }
+
+#[test]
+fn owning_sessions_share_one_open_proc_mem() {
+    let target = spawn_busy();
+    let other = spawn_busy();
+    let pid = target.pid();
+    let mem = criu_compel::ProcMem::open(pid).expect("mem");
+    // Memory of another process is refused, and the thread comes back detached (dropped).
+    let wrong = criu_compel::ProcMem::open(other.pid()).expect("other mem");
+    let refused =
+        RemoteSession::owning_with_mem(seize_stopped(pid), RemoteOptions::default(), wrong);
+    assert!(
+        matches!(refused, Err(CompelError::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    let mut s = RemoteSession::owning_with_mem(
+        seize_stopped(pid),
+        RemoteOptions::default(),
+        mem.try_clone().expect("dup"),
+    )
+    .expect("session");
+    assert_eq!(
+        s.syscall(libc::SYS_getpid, [0; 6]).expect("getpid"),
+        i64::from(pid)
+    );
+    // Both handles reach the same memory: what the session writes, the original reads.
+    let addr = s.scratch_write(0, b"shared").expect("write");
+    assert_eq!(mem.read_vec(addr, 6).expect("read"), b"shared");
+    let (tracee, closed) = s.close_into_tracee();
+    closed.expect("close");
+    tracee.expect("owned thread").detach(0).expect("detach");
+    assert_makes_progress(pid, cpu_ticks(pid));
+}

@@ -336,3 +336,84 @@ fn dropping_a_frozen_tree_lets_every_thread_run_again() {
     }
     assert_makes_progress(pid, ticks);
 }
+
+fn cpus_allowed(status: &str) -> String {
+    std::fs::read_to_string(status)
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string()
+}
+
+fn thread_cpus(pid: i32, tid: i32) -> String {
+    cpus_allowed(&format!("/proc/{pid}/task/{tid}/status"))
+}
+
+#[test]
+fn colocate_moves_every_thread_to_the_tracers_cpu_until_resume() {
+    let own_tracer = cpus_allowed("/proc/thread-self/status");
+    let target = spawn(&["threads", "2"]);
+    let pid = target.pid();
+    wait_threads(pid, 3);
+    // A mask of the target's own, to be given back: the highest CPU we may use.
+    let last_cpu = (0..1024)
+        .rev()
+        .find(|cpu| {
+            own_tracer
+                .split(',')
+                .any(|part| match part.split_once('-') {
+                    Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).contains(cpu),
+                    None => part.parse::<i32>().ok() == Some(*cpu),
+                })
+        })
+        .expect("a CPU");
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &last_cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset");
+    assert!(status.success());
+    let options = FreezeOptions {
+        colocate: true,
+        ..FreezeOptions::default()
+    };
+    let tree = freeze_tree(pid, &options).expect("freeze");
+    assert_fully_frozen(&tree, pid);
+    let pinned = cpus_allowed("/proc/thread-self/status");
+    if own_tracer.contains(['-', ',']) {
+        assert!(
+            !pinned.contains(['-', ',']),
+            "tracer pinned to one CPU: {pinned}"
+        );
+    }
+    for tid in tids(pid) {
+        assert_eq!(thread_cpus(pid, tid), pinned, "thread {tid} co-located");
+    }
+    tree.resume().expect("resume");
+    assert_eq!(cpus_allowed("/proc/thread-self/status"), own_tracer);
+    for tid in tids(pid) {
+        assert_eq!(
+            thread_cpus(pid, tid),
+            last_cpu.to_string(),
+            "thread {tid} has its own mask back"
+        );
+    }
+    assert_makes_progress(pid, cpu_ticks(pid));
+}
+
+#[test]
+fn colocated_tree_killed_unpins_the_tracer() {
+    let own_tracer = cpus_allowed("/proc/thread-self/status");
+    let target = spawn(&["threads", "2"]);
+    let pid = target.pid();
+    wait_threads(pid, 3);
+    let options = FreezeOptions {
+        colocate: true,
+        ..FreezeOptions::default()
+    };
+    let tree = freeze_tree(pid, &options).expect("freeze");
+    tree.kill().expect("kill");
+    assert_eq!(cpus_allowed("/proc/thread-self/status"), own_tracer);
+}

@@ -36,6 +36,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod affinity;
 mod anon;
 mod files;
 mod images;
@@ -47,6 +48,7 @@ mod task;
 mod tree;
 mod tty;
 mod unix;
+mod vdso;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -245,6 +247,19 @@ pub enum RestoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A restored thread could not get back the CPU affinity the tracer had
+    /// before it pinned itself (and the tasks it created) to one CPU.
+    #[error("pid {pid}: giving thread {tid} the tracer's CPU affinity back (pinned to CPU {cpu}): {errno}")]
+    Affinity {
+        /// The task.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// The CPU it was pinned to.
+        cpu: usize,
+        /// The error.
+        errno: Errno,
+    },
     /// A failure injected on purpose (`fail_at`).
     #[error("restore failed on purpose at stage {}", .0.name())]
     Injected(FailStage),
@@ -264,6 +279,7 @@ impl RestoreError {
             RestoreError::Files(FileError::Changed { .. }) => Some(libc::EINVAL),
             RestoreError::Files(FileError::Open { errno, .. }) => Some(*errno as i32),
             RestoreError::Rlimits { errno, .. } => Some(*errno as i32),
+            RestoreError::Affinity { errno, .. } => Some(*errno as i32),
             RestoreError::Task {
                 source: RemoteError::Syscall { errno, .. },
                 ..
@@ -309,12 +325,15 @@ pub fn restore(opts: &RestoreOptions, notify: Notify<'_>) -> Result<RestoreRepor
     notify_hook(notify, "pre-restore", None)?;
 
     let forking_started = Instant::now();
+    // Held until the end of the restore: unpins the tracer when dropped.
+    let cpu_pin = affinity::CpuPin::current_cpu();
     let mut run = Run {
         images: &images,
         files: &files,
         transport: &transport,
         opts,
         fail_at,
+        cpu_pin: cpu_pin.as_ref(),
         procs: Vec::new(),
         epolls_done: Default::default(),
     };
@@ -382,6 +401,9 @@ struct Run<'a> {
     transport: &'a tree::Transport,
     opts: &'a RestoreOptions,
     fail_at: Option<FailStage>,
+    /// The tracer and the tasks it creates share one CPU until the detach
+    /// (see `affinity`).
+    cpu_pin: Option<&'a affinity::CpuPin>,
     /// Every task created so far, tree order; alive tasks stay traced.
     procs: Vec<Proc>,
     /// Epolls whose watches are in place.
@@ -423,6 +445,10 @@ impl Run<'_> {
         )?;
         self.procs.push(root);
         self.inject(FailStage::Root)?;
+        memory::shed_tracer_copy(&self.procs[0]).map_err(|source| RestoreError::Memory {
+            pid: images.tasks[0].pid,
+            source,
+        })?;
         for (index, task) in images.tasks.iter().enumerate() {
             if index > 0 {
                 let parent = &self.procs[self.proc_index(task.ppid)];
@@ -481,9 +507,28 @@ impl Run<'_> {
         // Credentials last: they may drop what the steps above needed.
         for proc in self.alive() {
             let task = &images.tasks[proc.task];
+            fn creds_of(core: &criu_proto::CoreEntry) -> Option<&criu_proto::CredsEntry> {
+                core.thread_core.as_ref()?.creds.as_ref()
+            }
+            let leader_creds = creds_of(task.leader_core());
+            // Threads were cloned from the leader and got its credentials;
+            // nothing changed them since unless seccomp filters were installed
+            // (which may set no_new_privs per thread). When the leader's
+            // already match, a thread dumped with the same ones matches too:
+            // its /proc status need not be read.
+            let same_as_leader_ok = task.seccomp.iter().all(Vec::is_empty);
+            let mut leader_matched = false;
             for (index, core) in task.cores.iter().enumerate() {
-                if let Some(creds) = core.thread_core.as_ref().and_then(|tc| tc.creds.as_ref()) {
+                let Some(creds) = creds_of(core) else {
+                    continue;
+                };
+                if index > 0 && leader_matched && same_as_leader_ok && Some(creds) == leader_creds {
+                    continue;
+                }
+                let matched =
                     task::restore_creds(proc, index, creds).map_err(task_err(proc.pid))?;
+                if index == 0 {
+                    leader_matched = matched;
                 }
             }
             // Changing credentials resets the dumpable flag: set it afterwards.
@@ -589,7 +634,7 @@ impl Run<'_> {
                 }
                 Err(e) => return Err(task_err(e)),
             };
-            let thread = task::Thread::start(new, proc.gadget).map_err(task_err)?;
+            let thread = task::Thread::start(new, proc.gadget, &proc.mem).map_err(task_err)?;
             self.procs[index].threads.push(thread);
         }
         self.inject(FailStage::Threads)?;
@@ -678,6 +723,19 @@ impl Run<'_> {
 
     fn resume(&mut self) -> Result<(), RestoreError> {
         let images = self.images;
+        if let Some(pin) = self.cpu_pin {
+            for proc in self.alive() {
+                for thread in &proc.threads {
+                    let tid = thread.tid.as_raw();
+                    pin.release(tid).map_err(|errno| RestoreError::Affinity {
+                        pid: proc.pid,
+                        tid,
+                        cpu: pin.cpu(),
+                        errno,
+                    })?;
+                }
+            }
+        }
         for proc in self.procs.iter() {
             let task = &images.tasks[proc.task];
             let TaskState::Alive { stopped } = task.state else {

@@ -16,6 +16,7 @@ use crate::files::TracerFiles;
 use crate::images::{status, vma_takes_pages, PageRun, RestoreImages, TaskImages, PAGE_SIZE};
 use crate::layout::{self, LayoutError, VdsoLayout, TRAMPOLINE_LEN};
 use crate::task::{Proc, RemoteError};
+use crate::vdso::VdsoIdentity;
 
 /// How page contents get into the restored task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -113,17 +114,9 @@ pub(crate) fn restore_memory(
     let started = Instant::now();
     let pid = proc.pid;
 
-    // 1. The blank task inherited the rseq registration of the tracer thread
-    // it was cloned from; the kernel would write into that area after it is
-    // unmapped.
-    let (rseq_ptr, rseq_len, rseq_sig) = proc.threads[0].rseq()?;
-    if rseq_len != 0 {
-        proc.call(
-            "rseq(unregister)",
-            libc::SYS_rseq,
-            &[rseq_ptr, rseq_len.into(), 1, rseq_sig.into()],
-        )?;
-    }
+    // 1. The rseq registration the blank task may have inherited (see
+    // `drop_rseq`).
+    drop_rseq(proc)?;
 
     // 2. Unmap everything but the trampoline and the running vdso.
     let maps = layout::read_maps(&pid.to_string())?;
@@ -140,13 +133,7 @@ pub(crate) fn restore_memory(
         }
         None => None,
     };
-    for range in layout::complement(&keep) {
-        proc.call(
-            &format!("munmap({:#x}-{:#x})", range.start, range.end),
-            libc::SYS_munmap,
-            &[range.start, range.end - range.start],
-        )?;
-    }
+    unmap_all_but(proc, &maps, &keep)?;
 
     // 3. Move vvar, vvar_vclock and vdso together to the dumped addresses.
     if let (Some(moves), Some(running)) = (moves, &running) {
@@ -256,17 +243,12 @@ pub(crate) fn restore_memory(
             &[vma.start, vma.end - vma.start, vma.prot.into()],
         )?;
     }
-    for vma in mm.vmas.iter().filter(|v| !is_special(v)) {
-        let madv = vma.madv.unwrap_or(0);
-        for bit in 0..64u64 {
-            if madv & (1 << bit) != 0 {
-                proc.call(
-                    &format!("madvise({:#x}, {bit})", vma.start),
-                    libc::SYS_madvise,
-                    &[vma.start, vma.end - vma.start, bit],
-                )?;
-            }
-        }
+    for (range, advice) in madvise_runs(mm.vmas.iter().filter(|v| !is_special(v))) {
+        proc.call(
+            &format!("madvise({:#x}-{:#x}, {advice})", range.start, range.end),
+            libc::SYS_madvise,
+            &[range.start, range.end - range.start, advice],
+        )?;
     }
 
     // 8. mm fields, auxv and exe.
@@ -302,6 +284,86 @@ pub(crate) fn restore_memory(
     close_fds(proc, &temps)?;
     debug!(pid, elapsed = ?started.elapsed(), fill = ?fill_time, runs = runs.len(), "memory restored");
     Ok(())
+}
+
+/// Drops the rseq registration a blank task inherited from the tracer thread
+/// it was cloned from: the kernel would write into that area once it is
+/// unmapped (and a child cloned later inherits the registration again).
+fn drop_rseq(proc: &Proc) -> Result<(), RemoteError> {
+    let (rseq_ptr, rseq_len, rseq_sig) = proc.threads[0].rseq()?;
+    if rseq_len != 0 {
+        proc.call(
+            "rseq(unregister)",
+            libc::SYS_rseq,
+            &[rseq_ptr, rseq_len.into(), 1, rseq_sig.into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Unmaps every range below TASK_SIZE outside `keep`; a range that holds no
+/// mapping in `maps` (the task's current /proc/PID/maps) costs no remote call.
+fn unmap_all_but(
+    proc: &Proc,
+    maps: &[layout::MapsLine],
+    keep: &[Range<u64>],
+) -> Result<(), RemoteError> {
+    for range in layout::complement(keep) {
+        if !maps.iter().any(|m| layout::overlaps(&m.range, &range)) {
+            continue;
+        }
+        proc.call(
+            &format!("munmap({:#x}-{:#x})", range.start, range.end),
+            libc::SYS_munmap,
+            &[range.start, range.end - range.start],
+        )?;
+    }
+    Ok(())
+}
+
+/// Sheds the copy of the tracer's address space a blank root starts with:
+/// everything but the trampoline and the running vdso is unmapped right after
+/// the root exists. Every task of the tree is cloned from the root or from its
+/// descendants, so each clone then copies almost no page tables (a fork of the
+/// tracer copy cost about 0.5 ms per task here) and each task's own
+/// [`restore_memory`] finds nothing left to unmap.
+pub(crate) fn shed_tracer_copy(proc: &Proc) -> Result<(), MemoryError> {
+    drop_rseq(proc)?;
+    let maps = layout::read_maps(&proc.pid.to_string())?;
+    let trampoline = proc.gadget..proc.gadget + TRAMPOLINE_LEN;
+    let mut keep = vec![trampoline];
+    keep.extend(VdsoLayout::from_maps(&maps).map(|running| running.span()));
+    unmap_all_but(proc, &maps, &keep)?;
+    Ok(())
+}
+
+/// The madvise calls that give `vmas` (in address order) their dumped
+/// advice bits: one call per advice and run of adjacent VMAs that all carry
+/// it, instead of one per VMA and bit (a thread stack and its guard page
+/// carry the same bits, and the stacks of a process's threads lie next to
+/// each other). Each VMA still gets its bits in increasing order.
+fn madvise_runs<'v>(vmas: impl Iterator<Item = &'v VmaEntry>) -> Vec<(Range<u64>, u64)> {
+    let vmas: Vec<&VmaEntry> = vmas.collect();
+    let mut calls = Vec::new();
+    for advice in 0..64u64 {
+        let mut run: Option<Range<u64>> = None;
+        for vma in &vmas {
+            if vma.madv.unwrap_or(0) & (1 << advice) == 0 {
+                calls.extend(run.take().map(|r| (r, advice)));
+                continue;
+            }
+            run = match run.take() {
+                Some(r) if r.end == vma.start => Some(r.start..vma.end),
+                Some(r) => {
+                    calls.push((r, advice));
+                    Some(vma.start..vma.end)
+                }
+                None => Some(vma.start..vma.end),
+            };
+        }
+        calls.extend(run.map(|r| (r, advice)));
+    }
+    calls
 }
 
 /// The access mode the file of a file-backed VMA is opened with for mmap.
@@ -541,13 +603,15 @@ pub(crate) fn close_fds(proc: &Proc, sorted: &[i32]) -> Result<(), RemoteError> 
     Ok(())
 }
 
-/// The running vdso pages compared with the dumped ones, so that a dump from
-/// another kernel is refused before anything is created.
+/// The running vdso compared with the dumped one, so that a dump from another kernel is refused
+/// before anything is created. They must have the same code and function symbols
+/// ([`crate::vdso`]); other bytes (the build-id of a rebuilt kernel) may differ.
 pub(crate) fn check_vdso_contents(
     images: &RestoreImages,
     running: &VdsoLayout,
 ) -> Result<(), LayoutError> {
     let own = std::fs::File::open("/proc/self/mem").ok();
+    let mut running_identity = None;
     for task in &images.tasks {
         let Some(mm) = &task.mm else { continue };
         let Some(vdso) = mm
@@ -561,30 +625,102 @@ pub(crate) fn check_vdso_contents(
         let (Some(own), true) = (&own, vma_takes_pages(vdso)) else {
             continue;
         };
+        let len = (vdso.end - vdso.start) as usize;
+        let mut dumped = vec![0u8; len];
+        let mut any_dumped = false;
         for run in task
             .pages
             .iter()
             .filter(|r| r.vaddr >= vdso.start && r.vaddr < vdso.end)
         {
-            let len = (run.nr_pages * PAGE_SIZE) as usize;
-            let mut dumped = vec![0u8; len];
-            let mut live = vec![0u8; len];
-            let at = running.vdso.start + (run.vaddr - vdso.start);
-            let readable = images.pages_files[run.file]
+            let at = (run.vaddr - vdso.start) as usize;
+            let Some(slice) = at
+                .checked_add((run.nr_pages * PAGE_SIZE) as usize)
+                .and_then(|end| dumped.get_mut(at..end))
+            else {
+                continue;
+            };
+            if images.pages_files[run.file]
                 .file
-                .read_exact_at(&mut dumped, run.offset)
+                .read_exact_at(slice, run.offset)
                 .is_ok()
-                && own.read_exact_at(&mut live, at).is_ok();
-            if readable && dumped != live {
-                return Err(LayoutError::VdsoMismatch {
-                    running: format!("vdso at {:#x} of this kernel", running.vdso.start),
-                    dumped: format!(
-                        "vdso of pid {} at {:#x}, whose contents differ",
-                        task.pid, vdso.start
-                    ),
-                });
+            {
+                any_dumped = true;
             }
         }
+        if !any_dumped {
+            continue;
+        }
+        let mismatch = |why: String| LayoutError::VdsoMismatch {
+            running: format!("vdso at {:#x} of this kernel", running.vdso.start),
+            dumped: format!("vdso of pid {} at {:#x}: {why}", task.pid, vdso.start),
+        };
+        if running_identity.is_none() {
+            let mut live = vec![0u8; len];
+            own.read_exact_at(&mut live, running.vdso.start)
+                .map_err(|e| mismatch(format!("cannot read the running vdso: {e}")))?;
+            running_identity = Some((
+                VdsoIdentity::parse(&live)
+                    .map_err(|e| mismatch(format!("the running vdso is {e}")))?,
+                live,
+            ));
+        }
+        let Some((identity, live)) = &running_identity else {
+            continue;
+        };
+        if dumped == *live {
+            continue;
+        }
+        let dumped_identity = VdsoIdentity::parse(&dumped)
+            .map_err(|e| mismatch(format!("the dumped vdso is {e}")))?;
+        if dumped_identity != *identity {
+            return Err(mismatch(
+                "its code or function symbols differ (a dump from another kernel)".into(),
+            ));
+        }
+        tracing::info!(
+            "The vdso of pid {} differs from this kernel's outside its code and symbols (another build of the same kernel); using this kernel's",
+            task.pid
+        );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64, madv: Option<u64>) -> VmaEntry {
+        VmaEntry {
+            start,
+            end,
+            madv,
+            ..VmaEntry::default()
+        }
+    }
+
+    #[test]
+    fn madvise_runs_merge_adjacent_vmas_with_the_same_advice() {
+        let nohuge = 1 << libc::MADV_NOHUGEPAGE;
+        let dontfork = 1 << libc::MADV_DONTFORK;
+        let vmas = [
+            vma(0x1000, 0x2000, Some(nohuge)),
+            vma(0x2000, 0x5000, Some(nohuge | dontfork)),
+            vma(0x5000, 0x6000, Some(nohuge)),
+            // A hole before the next one: a new run.
+            vma(0x8000, 0x9000, Some(nohuge)),
+            vma(0x9000, 0xa000, None),
+            vma(0xa000, 0xb000, Some(dontfork)),
+        ];
+        let calls = madvise_runs(vmas.iter());
+        assert_eq!(
+            calls,
+            vec![
+                (0x2000..0x5000, libc::MADV_DONTFORK as u64),
+                (0xa000..0xb000, libc::MADV_DONTFORK as u64),
+                (0x1000..0x6000, libc::MADV_NOHUGEPAGE as u64),
+                (0x8000..0x9000, libc::MADV_NOHUGEPAGE as u64),
+            ]
+        );
+    }
 }

@@ -138,9 +138,12 @@ fn session_options(gadget: u64) -> RemoteOptions {
 impl Thread {
     /// Starts remote calls in a stopped thread of a task whose trampoline is
     /// at `gadget`; every signal is blocked until the final mask is set.
-    pub fn start(tracee: Tracee, gadget: u64) -> Result<Thread, RemoteError> {
+    /// `mem` is the task's /proc/PID/mem, shared by its threads.
+    pub fn start(tracee: Tracee, gadget: u64, mem: &ProcMem) -> Result<Thread, RemoteError> {
         let tid = tracee.tid();
-        let session = RemoteSession::owning(tracee, session_options(gadget))
+        let session = mem
+            .try_clone()
+            .and_then(|mem| RemoteSession::owning_with_mem(tracee, session_options(gadget), mem))
             .map_err(|e| RemoteError::from_compel(tid, "starting remote calls", e))?;
         Ok(Thread {
             tid: Pid::from_raw(tid),
@@ -337,7 +340,7 @@ impl Proc {
         let pid = tracee.tid();
         let mem = ProcMem::open(pid)
             .map_err(|e| RemoteError::from_compel(pid, "opening /proc/PID/mem", e))?;
-        let leader = Thread::start(tracee, gadget)?;
+        let leader = Thread::start(tracee, gadget, &mem)?;
         let (tracer_end, transport_fd) = transport;
         leader.with_session("adopting the fd transport", |s| {
             s.adopt_transport(tracer_end, transport_fd)
@@ -605,11 +608,12 @@ const SECBIT_KEEP_CAPS: u64 = 1 << 4;
 
 /// Restores the credentials of thread `index` (the last privileged step: after
 /// it the thread may have lost the capabilities the other steps need).
+/// Returns whether they already matched (nothing was changed).
 pub(crate) fn restore_creds(
     proc: &Proc,
     index: usize,
     creds: &CredsEntry,
-) -> Result<(), RemoteError> {
+) -> Result<bool, RemoteError> {
     let tid = proc.threads[index].tid;
     let current = read_proc_creds(proc.pid, tid).unwrap_or_default();
     let mut groups = creds.groups.clone();
@@ -637,7 +641,7 @@ pub(crate) fn restore_creds(
             tid = tid.as_raw(),
             "credentials already match"
         );
-        return Ok(());
+        return Ok(true);
     }
     let call = |name: &str, nr: i64, args: &[u64]| proc.call_in(index, name, nr, args);
     if current_groups != groups {
@@ -722,7 +726,7 @@ pub(crate) fn restore_creds(
             &[libc::PR_SET_NO_NEW_PRIVS as u64, 1],
         )?;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Sets the dumpable flag of the task's mm to its dumped value. It must run

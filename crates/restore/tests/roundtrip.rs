@@ -202,6 +202,39 @@ fn threads_keep_their_tids_and_run() {
     }
 }
 
+fn cpus_allowed(status_path: &str) -> String {
+    std::fs::read_to_string(status_path)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The restore pins itself and the tasks it creates to one CPU while it
+/// runs; afterwards every restored thread and the tracer thread have the
+/// tracer's mask again (what a blank task inherits without the pin).
+#[test]
+fn restored_threads_and_the_tracer_keep_the_tracers_cpu_affinity() {
+    let own = cpus_allowed("/proc/thread-self/status");
+    let mut t = Testee::start(&["threads", "3"]);
+    t.dump_and_restore();
+    assert_eq!(
+        cpus_allowed("/proc/thread-self/status"),
+        own,
+        "tracer left pinned"
+    );
+    for entry in std::fs::read_dir(format!("/proc/{}/task", t.pid)).unwrap() {
+        let tid = entry.unwrap().file_name().into_string().unwrap();
+        assert_eq!(
+            cpus_allowed(&format!("/proc/{}/task/{tid}/status", t.pid)),
+            own,
+            "thread {tid} left pinned"
+        );
+    }
+}
+
 #[test]
 fn nanosleep_restarts_with_the_remaining_time() {
     let mut t = Testee::start(&["sleeper", "2"]);

@@ -324,6 +324,69 @@ pub fn gettid() -> Pid {
     unsafe { libc::gettid() }
 }
 
+/// A CPU affinity mask (the kernel's cpumask as sched_getaffinity returns it).
+#[derive(Clone, Copy)]
+pub struct CpuMask(libc::cpu_set_t);
+
+impl std::fmt::Debug for CpuMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| self.contains(cpu))
+            .collect();
+        write!(f, "CpuMask({cpus:?})")
+    }
+}
+
+impl CpuMask {
+    /// A mask with only `cpu` set.
+    pub fn single(cpu: usize) -> CpuMask {
+        // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        if cpu < libc::CPU_SETSIZE as usize {
+            // SAFETY: CPU_SET only writes the bit for `cpu`, checked to be inside the set above.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+        CpuMask(set)
+    }
+
+    pub fn contains(&self, cpu: usize) -> bool {
+        // SAFETY: CPU_ISSET only reads the bit for `cpu`, which the check keeps inside the set.
+        cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(cpu, &self.0) }
+    }
+
+    pub fn count(&self) -> usize {
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| self.contains(cpu))
+            .count()
+    }
+}
+
+/// sched_getaffinity of thread `tid` (0: the calling thread).
+pub fn get_affinity(tid: Pid) -> io::Result<CpuMask> {
+    let mut mask = CpuMask::single(usize::MAX);
+    // SAFETY: the kernel writes at most size_of::<cpu_set_t>() bytes into `mask.0`, which we own.
+    let ret = unsafe {
+        libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut mask.0)
+    };
+    check(ret as c_long)?;
+    Ok(mask)
+}
+
+/// sched_setaffinity of thread `tid` (0: the calling thread).
+pub fn set_affinity(tid: Pid, mask: &CpuMask) -> io::Result<()> {
+    // SAFETY: the kernel only reads size_of::<cpu_set_t>() bytes of `mask.0`.
+    let ret =
+        unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mask.0) };
+    check(ret as c_long).map(drop)
+}
+
+/// The CPU the calling thread runs on.
+pub fn current_cpu() -> io::Result<usize> {
+    // SAFETY: sched_getcpu takes no arguments.
+    let ret = unsafe { libc::sched_getcpu() };
+    check(ret as c_long).map(|cpu| cpu as usize)
+}
+
 /// CPUID leaf/subleaf -> (eax, ebx, ecx, edx).
 pub fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
     #[allow(unused_unsafe)]
