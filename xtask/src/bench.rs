@@ -292,10 +292,11 @@ fn one_round(
     times.dump_seconds.push(dump_elapsed.as_secs_f64());
 
     if workload.bytes > 0 {
-        let rate = limits::anon_populate_bandwidth(workload.bytes, 1);
+        // Best of two: see WARM_BOUND_RUNS.
+        let rate = limits::anon_populate_bandwidth(workload.bytes, WARM_BOUND_RUNS);
         times
             .populate_seconds
-            .push(workload.bytes as f64 / GIB as f64 / rate.median.max(1e-9));
+            .push(workload.bytes as f64 / GIB as f64 / rate.max.max(1e-9));
     }
     let pidfile = images.join("restored.pid");
     let started = Instant::now();
@@ -319,6 +320,12 @@ fn one_round(
     Ok(())
 }
 
+/// Each bound is the best of this many back-to-back runs. The first run may land on guest memory the
+/// host has reclaimed (slow first touch) and frees warm memory, which the run being judged then gets;
+/// the second run gets warm memory too, so taking the best makes the bound as hard to beat as the
+/// conditions the judged run sees (a single run put a 4 GiB dump at 107% of its bound).
+const WARM_BOUND_RUNS: usize = 2;
+
 /// The [`DumpBound`] for `bytes`, measured right before the dump it judges.
 ///
 /// Why measured next to each run: this VM hands guest memory back to the host when it is free for a
@@ -331,7 +338,7 @@ fn measure_dump_bound(
     bytes: usize,
     scratch: &Path,
 ) -> Result<DumpBound, String> {
-    let write = limits::tmpfs_write_bandwidth(scratch, bytes, 1)
+    let write = limits::tmpfs_write_bandwidth(scratch, bytes, WARM_BOUND_RUNS)
         .map_err(|error| format!("tmpfs write limit: {error}"))?;
     let touched = Workload {
         name: format!("{} MiB of touched memory", bytes / MIB),
@@ -344,7 +351,7 @@ fn measure_dump_bound(
     let _ = child.kill();
     let _ = child.wait();
     Ok(DumpBound {
-        tmpfs_write_seconds: bytes as f64 / GIB as f64 / write.median.max(1e-9),
+        tmpfs_write_seconds: bytes as f64 / GIB as f64 / write.max.max(1e-9),
         exit_seconds: started.elapsed().as_secs_f64(),
     })
 }

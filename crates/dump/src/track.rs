@@ -86,14 +86,20 @@ pub fn keeper_name(dir: &ImageDir) -> std::io::Result<String> {
     Ok(format!("criu-rs-track/{}/{}", meta.dev(), meta.ino()))
 }
 
-fn connect(name: &str) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let sock = socket(
+/// A new close-on-exec unix SOCK_SEQPACKET socket (the keeper's transport).
+fn seqpacket_socket() -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    Ok(socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
+    )?)
+}
+
+fn connect(name: &str) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{connect, UnixAddr};
+    let sock = seqpacket_socket()?;
     connect(sock.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes())?)?;
     nix::sys::socket::setsockopt(
         &sock,
@@ -482,16 +488,10 @@ fn decode(data: &[u8], fds: Vec<OwnedFd>) -> std::io::Result<Tracking> {
 /// A bound, listening SOCK_SEQPACKET socket at the abstract `name`; an older keeper there is
 /// drained (its fds received and closed) so that it exits.
 fn bind_listener(name: &str) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::UnixAddr;
-    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    use nix::sys::socket::{bind, listen, Backlog, UnixAddr};
     let addr = UnixAddr::new_abstract(name.as_bytes())?;
     for _ in 0..3 {
-        let sock = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
+        let sock = seqpacket_socket()?;
         match bind(sock.as_raw_fd(), &addr) {
             Ok(()) => {
                 listen(&sock, Backlog::new(16)?)?;

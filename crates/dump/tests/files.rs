@@ -5,28 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
 use common::*;
 use criu_image::ImageKind;
 use criu_proto::{FdTypes, FdinfoEntry, FileEntry, MemfdInodeEntry, PipeDataEntry};
-
-fn compile(source: &str, out_dir: &Path) -> PathBuf {
-    let out = out_dir.join(Path::new(source).file_stem().unwrap());
-    let status = Command::new("gcc")
-        .args(["-O1", "-o"])
-        .arg(&out)
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/programs")
-                .join(source),
-        )
-        .status()
-        .expect("gcc is required to build the test programs");
-    assert!(status.success(), "gcc failed on {source}");
-    out
-}
 
 fn fdinfo_of(dir: &Path, files_id: u64) -> Vec<FdinfoEntry> {
     read_entries(dir, ImageKind::Fdinfo, files_id)
@@ -293,7 +277,7 @@ time.sleep(1000)
 #[test]
 fn anonymous_inode_files() {
     let work = tempfile::tempdir().unwrap();
-    let prog = compile("anon_fds.c", work.path());
+    let prog = compile_program("anon_fds.c", work.path());
     let (mut child, line) =
         spawn_reading_first_line(session_command().arg(&prog).arg(work.path()), Stdio::null());
     assert_eq!(line.trim(), "ready");

@@ -17,18 +17,6 @@ use criu_proto::DumpStatsEntry;
 
 const PAGE: u64 = 4096;
 
-fn compile(out_dir: &Path) -> PathBuf {
-    let out = out_dir.join("incremental");
-    let status = Command::new("gcc")
-        .args(["-O1", "-o"])
-        .arg(&out)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/incremental.c"))
-        .status()
-        .expect("gcc is required to build the test programs");
-    assert!(status.success(), "gcc failed on incremental.c");
-    out
-}
-
 /// The incremental program, its output file and command file.
 struct Program {
     child: Child,
@@ -41,7 +29,7 @@ struct Program {
 
 impl Program {
     fn spawn(work: &Path, pages: u64) -> Self {
-        let binary = compile(work);
+        let binary = common::compile_program("incremental.c", work);
         let out = work.join("out.txt");
         let cmd = work.join("cmd");
         let child = session_command()
@@ -176,14 +164,12 @@ fn page_kinds(dir: &Path, pid: i32) -> (BTreeSet<u64>, BTreeSet<u64>) {
 }
 
 fn stats(dir: &Path) -> DumpStatsEntry {
-    let stats: criu_proto::StatsEntry = ImageDir::open(dir)
-        .unwrap()
-        .reader(ImageKind::StatsDump, 0)
-        .unwrap()
-        .next_entry()
-        .unwrap()
-        .unwrap();
-    stats.dump.expect("dump stats")
+    let stats = common::read_entries::<criu_proto::StatsEntry>(dir, ImageKind::StatsDump, 0);
+    stats
+        .into_iter()
+        .next()
+        .and_then(|entry| entry.dump)
+        .expect("dump stats")
 }
 
 fn in_range(pages: &BTreeSet<u64>, start: u64, end: u64) -> BTreeSet<u64> {

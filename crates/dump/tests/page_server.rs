@@ -131,18 +131,6 @@ fn start_tcp_server(dir: &Path) -> (u16, std::thread::JoinHandle<ServeSummary>) 
     (port, handle)
 }
 
-fn compile_pages_program(out_dir: &Path) -> PathBuf {
-    let out = out_dir.join("pages");
-    let status = Command::new("gcc")
-        .args(["-O1", "-o"])
-        .arg(&out)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/pages.c"))
-        .status()
-        .expect("gcc is required to build the test programs");
-    assert!(status.success(), "gcc failed on pages.c");
-    out
-}
-
 /// The pages program as a session leader, its stdout in `out`.
 fn spawn_pages_program(program: &Path, out: &Path) -> Child {
     let child = session_command()
@@ -276,7 +264,7 @@ fn wait_gone(pid: i32) {
 #[test]
 fn page_server_receives_what_a_local_dump_writes_and_it_restores() {
     let work = tempfile::tempdir().unwrap();
-    let program = compile_pages_program(work.path());
+    let program = compile_program("pages.c", work.path());
     let out = work.path().join("out.txt");
     let mut child = spawn_pages_program(&program, &out);
     let pid = child.id() as i32;
@@ -448,7 +436,7 @@ fn real_criu_page_server_receives_a_restorable_dump() {
         "no criu binary next to the tests: run `cargo build -p criu-cli` first (cargo xtask test does)",
     );
     let work = tempfile::tempdir().unwrap();
-    let program = compile_pages_program(work.path());
+    let program = compile_program("pages.c", work.path());
     let out = work.path().join("out.txt");
     let mut child = spawn_pages_program(&program, &out);
     let pid = child.id() as i32;

@@ -204,15 +204,7 @@ pub fn written_ranges(
             &mut regions,
             &mut out,
         )
-        .map_err(|error| match error {
-            ScanFailure::Ioctl(source) => ScanError::Scan {
-                pid,
-                start: vma.start,
-                end: vma.end,
-                source,
-            },
-            ScanFailure::Bogus { start, end } => ScanError::BogusRegion { pid, start, end },
-        })?;
+        .map_err(|error| error.into_scan_error(pid, vma))?;
     }
     Ok(out)
 }
@@ -233,6 +225,21 @@ pub struct Pagemap {
 enum ScanFailure {
     Ioctl(io::Error),
     Bogus { start: u64, end: u64 },
+}
+
+impl ScanFailure {
+    /// The public error for a failed scan of `vma` of `pid`.
+    fn into_scan_error(self, pid: i32, vma: &Vma) -> ScanError {
+        match self {
+            ScanFailure::Ioctl(source) => ScanError::Scan {
+                pid,
+                start: vma.start,
+                end: vma.end,
+                source,
+            },
+            ScanFailure::Bogus { start, end } => ScanError::BogusRegion { pid, start, end },
+        }
+    }
 }
 
 impl Pagemap {
@@ -375,15 +382,7 @@ impl Pagemap {
             regions,
             &mut swapped,
         )
-        .map_err(|error| match error {
-            ScanFailure::Ioctl(source) => ScanError::Scan {
-                pid,
-                start: vma.start,
-                end: vma.end,
-                source,
-            },
-            ScanFailure::Bogus { start, end } => ScanError::BogusRegion { pid, start, end },
-        })?;
+        .map_err(|error| error.into_scan_error(pid, vma))?;
         if swapped.is_empty() {
             return Ok(());
         }

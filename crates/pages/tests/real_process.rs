@@ -444,13 +444,8 @@ fn missing_process_gives_typed_errors() {
 fn written_ranges_track_writes_through_uffd_wp() {
     let mut testee = Testee::spawn(&["uffd", "16"]);
     let pid = testee.pid();
-    let (start, len) = testee.region("uffd");
-    let vmas: Vec<Vma> = read_vmas(pid)
-        .unwrap()
-        .into_iter()
-        .filter(|vma| vma.start == start && vma.end == start + len)
-        .collect();
-    assert_eq!(vmas.len(), 1);
+    let vmas = vec![testee.region_vma("uffd")];
+    let start = vmas[0].start;
     assert!(vmas[0].vm_flags.contains(VmFlags::UFFD_WP));
     let pagemap = Pagemap::open(pid).unwrap();
     let fd = std::fs::File::open(format!("/proc/{pid}/pagemap")).unwrap();
@@ -519,13 +514,8 @@ fn scans_with_more_regions_than_one_batch_list_each_page_once() {
 fn uffd_wp_markers_on_untouched_pages_are_not_present() {
     let mut testee = Testee::spawn(&["uffd-sparse", "32"]);
     let pid = testee.pid();
-    let (start, len) = testee.region("uffd");
-    let vmas: Vec<Vma> = read_vmas(pid)
-        .unwrap()
-        .into_iter()
-        .filter(|vma| vma.start == start && vma.end == start + len)
-        .collect();
-    assert_eq!(vmas.len(), 1);
+    let vmas = vec![testee.region_vma("uffd")];
+    let start = vmas[0].start;
     let pagemap = Pagemap::open(pid).unwrap();
     let before = pagemap
         .present_ranges(&vmas, ScanMethod::PagemapScan)

@@ -2,7 +2,7 @@
 //! processes and decoding images with Debian's crit and our reader.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -179,4 +179,21 @@ pub fn python_session(script: &str) -> Child {
     );
     assert_eq!(line.trim(), "ready");
     child
+}
+
+/// Builds the C program `tests/programs/<source>` into `out_dir`; returns the binary.
+pub fn compile_program(source: &str, out_dir: &Path) -> PathBuf {
+    let out = out_dir.join(Path::new(source).file_stem().expect("a file name"));
+    let status = Command::new("gcc")
+        .args(["-O1", "-o"])
+        .arg(&out)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/programs")
+                .join(source),
+        )
+        .status()
+        .expect("gcc is required to build the test programs");
+    assert!(status.success(), "gcc failed on {source}");
+    out
 }

@@ -89,6 +89,18 @@ impl Testee {
         self.regions[name]
     }
 
+    /// The one VMA that is exactly the region `name`.
+    pub fn region_vma(&self, name: &str) -> criu_pages::Vma {
+        let (start, len) = self.region(name);
+        let mut vmas: Vec<criu_pages::Vma> = criu_pages::read_vmas(self.pid())
+            .unwrap()
+            .into_iter()
+            .filter(|vma| vma.start == start && vma.end == start + len)
+            .collect();
+        assert_eq!(vmas.len(), 1, "region {name} is not one VMA");
+        vmas.remove(0)
+    }
+
     /// Makes the testee fill the page at `addr` with `byte`.
     pub fn write_page(&mut self, addr: u64, byte: u8) {
         let stdin = self.stdin.as_mut().unwrap();
