@@ -524,6 +524,7 @@ fn dump_inner(
         source => DumpError::Freeze { pid, source },
     })?;
     let freezing_time = freeze_start.elapsed();
+    log_frozen(&tree, freezing_time);
     let frozen_start = Instant::now();
 
     let shmem_dir = opts
@@ -598,6 +599,10 @@ fn dump_inner(
         .map(|s| (s.scanned, s.written, s.pipes, s.pipe_bufs))
         .unwrap_or((0, 0, 0, 0));
     let frozen_time = frozen_start.elapsed();
+    tracing::info!(
+        "The tree was frozen for {:.1} ms",
+        frozen_time.as_secs_f64() * 1e3
+    );
 
     // Connections leave repair mode before a resumed task can use them; for
     // a killed tree they stay in repair mode and close silently when dropped.
@@ -655,6 +660,17 @@ fn parent_tracking(opts: &DumpOptions) -> track::Tracking {
     track::Tracking::from_parent_keeper(&opts.images)
 }
 
+/// One line on what was frozen and how long freezing took.
+fn log_frozen(tree: &FrozenTree, took: std::time::Duration) {
+    let threads: usize = tree.tasks.iter().map(|task| task.threads.len()).sum();
+    tracing::info!(
+        "Froze the tree: {} processes, {} threads, in {:.1} ms",
+        tree.tasks.len(),
+        threads,
+        took.as_secs_f64() * 1e3
+    );
+}
+
 /// Pre-dump: freeze, write every live task's private memory (only what
 /// changed since the parent when its keeper hands tracking over), register
 /// what is not tracked yet, resume (always), then a pre-dump inventory
@@ -686,6 +702,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
         source => DumpError::Freeze { pid, source },
     })?;
     let freezing_time = freeze_start.elapsed();
+    log_frozen(&tree, freezing_time);
     let frozen_start = Instant::now();
     let mut ctx = Context {
         images: &opts.images,

@@ -452,6 +452,7 @@ pub fn dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<TaskSum
     })?;
     check_vmas(pid, &vmas)?;
     let vma_list = vma_entries(ctx, pid, &vmas)?;
+    tracing::debug!("pid {pid}: {} mappings", vmas.len());
     ctx.check_fail(FailPoint::Mappings)?;
 
     let (ids, new_files) = kobj_ids(ctx, pid)?;
@@ -466,6 +467,7 @@ pub fn dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<TaskSum
             w.write_entry(e)?;
         }
         w.finish()?;
+        tracing::debug!("pid {pid}: {} file descriptors", fdinfo.len());
     }
     ctx.check_fail(FailPoint::Files)?;
 
@@ -539,8 +541,15 @@ pub fn dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<TaskSum
         )?;
     }
 
+    tracing::debug!("pid {pid}: state of {} threads collected", threads.len());
     let sps = threads.iter().map(|t| t.regs.sp).collect();
+    let (written, parent) = (ctx.pages.written, ctx.pages.skipped_parent);
     dump_pages(ctx, pid, &vmas, sps, true)?;
+    tracing::debug!(
+        "pid {pid}: {} pages written, {} left in the parent images",
+        ctx.pages.written - written,
+        ctx.pages.skipped_parent - parent
+    );
     ctx.check_fail(FailPoint::Pages)?;
 
     let mut auxv = proc::parse_auxv(&proc::read_bytes(proc::proc_path(pid, "auxv"))?);

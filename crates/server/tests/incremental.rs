@@ -344,12 +344,26 @@ fn cli_pre_dump_then_dump_with_prev_images_dir() {
         "--prev-images-dir",
         "../1",
         "--track-mem",
+        "-v4",
         "-o",
         "dump.log",
     ]);
     let (data, parent) = page_kinds(&second, pid, program.region, program.region_end());
     assert_eq!(data, pages(&program, &[7]));
     assert_eq!(parent.len() as u64, PAGES - 1);
+    // At -v4 the log says what was frozen and, per process, what went where.
+    let log = std::fs::read_to_string(second.join("dump.log")).unwrap();
+    for wanted in [
+        "Froze the tree: 1 processes, 1 threads",
+        &format!("pid {pid}: "),
+        "left in the parent images",
+        "The tree was frozen for",
+    ] {
+        assert!(
+            log.contains(wanted),
+            "{wanted:?} is not in dump.log:\n{log}"
+        );
+    }
     assert!(wait_until(Duration::from_secs(10), || !Path::new(
         &format!("/proc/{pid}")
     )
