@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use criu_dump::{dump, track, DumpOptions, FailPoint};
-use criu_image::{ImageDir, ImageKind, PagemapReader, PagemapTarget, PE_PARENT, PE_PRESENT};
-use criu_proto::DumpStatsEntry;
+use criu_image::{ImageDir, PagemapReader, PagemapTarget, PE_PARENT, PE_PRESENT};
 
 const PAGE: u64 = 4096;
 
@@ -120,19 +119,6 @@ fn wait_for_line(out: &Path, want: impl Fn(&str) -> bool, count: usize) -> Strin
     }
 }
 
-/// Waits until `pid` sleeps in pause() (syscall 34), untraced.
-fn wait_in_pause(pid: i32) {
-    wait_until(|| {
-        let in_pause = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-            .map(|s| s.starts_with("34 "))
-            .unwrap_or(false);
-        let untraced = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map(|s| s.contains("TracerPid:\t0\n"))
-            .unwrap_or(false);
-        in_pause && untraced
-    });
-}
-
 fn pre_dump(pid: i32, dir: &Path, parent: Option<&str>) -> criu_dump::DumpReport {
     let mut opts = DumpOptions::new(pid, ImageDir::open(dir).unwrap());
     opts.pre_dump = true;
@@ -161,15 +147,6 @@ fn page_kinds(dir: &Path, pid: i32) -> (BTreeSet<u64>, BTreeSet<u64>) {
         set.extend((0..run.nr_pages).map(|i| run.vaddr + i * PAGE));
     }
     (data, parent)
-}
-
-fn stats(dir: &Path) -> DumpStatsEntry {
-    let stats = common::read_entries::<criu_proto::StatsEntry>(dir, ImageKind::StatsDump, 0);
-    stats
-        .into_iter()
-        .next()
-        .and_then(|entry| entry.dump)
-        .expect("dump stats")
 }
 
 fn in_range(pages: &BTreeSet<u64>, start: u64, end: u64) -> BTreeSet<u64> {
@@ -226,7 +203,7 @@ fn pre_dump_chain_writes_only_written_pages_and_restores() {
     );
     let extra_pages: BTreeSet<u64> = (0..16).map(|p| extra + p * PAGE).collect();
     assert_eq!(in_range(&data2, extra, extra + 16 * PAGE), extra_pages);
-    let stats2 = stats(&d2);
+    let stats2 = dump_stats(&d2);
     assert_eq!(stats2.pages_written, data2.len() as u64);
     assert_eq!(stats2.pages_skipped_parent, parent2.len() as u64);
     assert_eq!(second.pages_skipped_parent, parent2.len() as u64);
@@ -245,7 +222,7 @@ fn pre_dump_chain_writes_only_written_pages_and_restores() {
     assert_eq!(in_range(&data3, start, end), written);
     assert!(in_range(&data3, extra, extra + 16 * PAGE).is_empty());
     assert_eq!(in_range(&parent3, extra, extra + 16 * PAGE), extra_pages);
-    let stats3 = stats(&d3);
+    let stats3 = dump_stats(&d3);
     assert_eq!(stats3.pages_written, data3.len() as u64);
     assert_eq!(stats3.pages_skipped_parent, parent3.len() as u64);
     assert_eq!(last.pages_skipped_parent, parent3.len() as u64);
@@ -322,7 +299,7 @@ fn no_keeper_means_full_dump_and_a_failed_pre_dump_keeps_nothing() {
     let (data, parent) = page_kinds(&next, pid);
     assert!(parent.is_empty());
     assert_eq!(report.pages_skipped_parent, 0);
-    assert_eq!(stats(&next).pages_written, data.len() as u64);
+    assert_eq!(dump_stats(&next).pages_written, data.len() as u64);
     assert!(in_range(&data, program.region, program.page(program.pages)).len() >= 250);
 }
 

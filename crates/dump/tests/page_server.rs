@@ -15,7 +15,7 @@ use common::*;
 use criu_dump::{dump, DumpError, DumpOptions, PageServerAddr};
 use criu_image::{ImageDir, ImageKind, ImageWriter, PagemapReader, PagemapTarget};
 use criu_pages::page_server::{self, PageServerTarget, PagemapId, ServeSummary};
-use criu_proto::{DumpStatsEntry, PagemapEntry, PagemapHead};
+use criu_proto::{PagemapEntry, PagemapHead};
 
 /// Stores a page stream the way CRIU 4.2's page server does
 /// (page_server_open/page_server_add): a pagemap is closed when the next one
@@ -146,20 +146,6 @@ fn spawn_pages_program(program: &Path, out: &Path) -> Child {
     child
 }
 
-/// Waits until `pid` sleeps in pause() (syscall 34) and nobody traces it:
-/// its memory no longer changes, and a signal reaches its handler.
-fn wait_in_pause(pid: i32) {
-    wait_until(|| {
-        let in_pause = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-            .map(|s| s.starts_with("34 "))
-            .unwrap_or(false);
-        let untraced = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map(|s| s.contains("TracerPid:\t0\n"))
-            .unwrap_or(false);
-        in_pause && untraced
-    });
-}
-
 /// Dumps `pid` into `dir` and leaves it running, back in pause().
 fn dump_leaving_running(pid: i32, dir: &Path) -> criu_dump::DumpReport {
     let mut opts = DumpOptions::new(pid, ImageDir::open(dir).unwrap());
@@ -241,17 +227,6 @@ fn image_names(dir: &Path) -> Vec<String> {
 
 fn is_page_image(name: &str) -> bool {
     name.starts_with("pagemap-") || name.starts_with("pages-")
-}
-
-fn stats(dir: &Path) -> DumpStatsEntry {
-    let stats: criu_proto::StatsEntry = ImageDir::open(dir)
-        .unwrap()
-        .reader(ImageKind::StatsDump, 0)
-        .unwrap()
-        .next_entry()
-        .unwrap()
-        .unwrap();
-    stats.dump.expect("dump stats")
 }
 
 fn wait_gone(pid: i32) {
@@ -337,7 +312,7 @@ fn page_server_receives_what_a_local_dump_writes_and_it_restores() {
 
     // Stats stay exact: the same counts as the local dump, matching what
     // the server received.
-    let (local_stats, ps_stats) = (stats(&local), stats(&dumped));
+    let (local_stats, ps_stats) = (dump_stats(&local), dump_stats(&dumped));
     assert_eq!(local_stats.pages_written, ps_stats.pages_written);
     assert_eq!(local_stats.pages_scanned, ps_stats.pages_scanned);
     assert_eq!(local_stats.page_pipes, ps_stats.page_pipes);

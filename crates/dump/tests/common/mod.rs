@@ -197,3 +197,26 @@ pub fn compile_program(source: &str, out_dir: &Path) -> PathBuf {
     assert!(status.success(), "gcc failed on {source}");
     out
 }
+
+/// Waits until `pid` sleeps in pause() (syscall 34) and nobody traces it:
+/// its memory no longer changes, and a signal reaches its handler.
+pub fn wait_in_pause(pid: i32) {
+    wait_until(|| {
+        let in_pause = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .map(|s| s.starts_with("34 "))
+            .unwrap_or(false);
+        let untraced = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| s.contains("TracerPid:\t0\n"))
+            .unwrap_or(false);
+        in_pause && untraced
+    });
+}
+
+/// The `dump` part of the stats-dump image in `dir`.
+pub fn dump_stats(dir: &Path) -> criu_proto::DumpStatsEntry {
+    read_entries::<criu_proto::StatsEntry>(dir, ImageKind::StatsDump, 0)
+        .into_iter()
+        .next()
+        .and_then(|entry| entry.dump)
+        .expect("dump stats")
+}
