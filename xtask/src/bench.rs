@@ -119,18 +119,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .ok_or_else(|| "--only needs a text to match row names with".to_owned())
         })
         .transpose()?;
-    setup::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "criu-cli",
-        "-p",
-        "criu-crit",
-        "-p",
-        "xtask",
-    ])?;
-    let criu = setup::built_binary("release", "criu");
-    let crit = setup::built_binary("release", "crit");
+    let (criu, crit) = setup::build_release_tools()?;
     let workload_bin = setup::built_binary("release", "bench-workload");
     let peer = std::env::var_os("CRIU_PEER").map(PathBuf::from);
     // Restored trees are re-parented to us, so we reap them at once instead of waiting for PID 1.

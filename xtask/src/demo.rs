@@ -12,18 +12,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err(format!("`demo` takes no arguments, got {args:?}"));
     }
-    setup::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "criu-cli",
-        "-p",
-        "criu-crit",
-        "-p",
-        "xtask",
-    ])?;
-    let criu = setup::built_binary("release", "criu");
-    let crit = setup::built_binary("release", "crit");
+    let (criu, crit) = setup::build_release_tools()?;
     let counter = setup::built_binary("release", "demo-counter");
 
     let work = setup::target_dir().join("demo");

@@ -39,6 +39,25 @@ pub fn built_binary(profile: &str, name: &str) -> PathBuf {
     target_dir().join(profile).join(name)
 }
 
+/// Builds our `criu`, `crit` and the xtask binaries (bench workloads, demo program) in release
+/// mode; returns the paths of `criu` and `crit`.
+pub fn build_release_tools() -> Result<(PathBuf, PathBuf), String> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "criu-cli",
+        "-p",
+        "criu-crit",
+        "-p",
+        "xtask",
+    ])?;
+    Ok((
+        built_binary("release", "criu"),
+        built_binary("release", "crit"),
+    ))
+}
+
 /// Runs a command in the workspace root, failing with the command line when it fails.
 pub fn run(command: &mut Command) -> Result<(), String> {
     command.current_dir(workspace_root());
