@@ -106,19 +106,10 @@ fn rst_sibling_makes_the_root_a_child_of_the_callers_parent() {
         common::kill_and_reap(restored);
     }
     assert_eq!(restored, pid);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: u32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ppid = criu_dump::proc::read_stat(pid).unwrap().ppid;
     // Kill it first so that a failed check leaves nothing behind.
     common::kill_and_reap(pid);
     // The helper was our child; its restored sibling is our child too.
-    assert_eq!(ppid, std::process::id());
+    assert_eq!(ppid, std::process::id() as i32);
     assert!(!common::pid_exists(pid));
 }

@@ -272,16 +272,7 @@ fn process_tree_keeps_pids_and_parent_links() {
     let child: i32 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
     t.dump_and_restore();
     assert!(t.tree.contains(&child));
-    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap();
-    let ppid: i32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ppid = criu_dump::proc::read_stat(child).unwrap().ppid;
     assert_eq!(ppid, t.pid, "the child's parent changed");
     kill(Pid::from_raw(child), Signal::SIGTERM).unwrap();
     t.wait_for(

@@ -500,16 +500,7 @@ fn restore_with_exec_cmd_execs_it_as_the_parent_of_the_tree() {
             .contains("exec-cmd-ran")
     }));
     // ...and it is the restored task's parent.
-    let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap();
-    let ppid: i32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ppid = criu_dump::proc::read_stat(sleeper).unwrap().ppid;
     assert_eq!(ppid, swrk_pid);
     // The RPC socket did not leak into the command.
     assert!(swrk.client.recv().is_none());

@@ -65,8 +65,7 @@ pub fn wait_gone(pid: i32, limit: Duration) -> bool {
 
 /// The state letter of /proc/PID/stat.
 pub fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    criu_dump::proc::read_stat(pid).ok().map(|stat| stat.state)
 }
 
 /// The syscall number the task is blocked in (/proc/PID/syscall), if any.
