@@ -29,7 +29,7 @@ pub use regs::{
 pub use remote::{Gadget, RemoteOptions, RemoteSession, DEFAULT_SCRATCH_SIZE};
 pub use sys::MAX_FDS_PER_MESSAGE;
 pub use tracee::{SeizeOptions, StopEvent, Tracee, DEFAULT_STOP_TIMEOUT};
-pub use tree::{freeze_tree, FreezeOptions, FrozenTask, FrozenThreadState, FrozenTree};
+pub use tree::{freeze_tree, FreezeOptions, FrozenTask, FrozenThreadState, FrozenTree, KillReport};
 
 /// A process or thread id.
 pub type Pid = i32;

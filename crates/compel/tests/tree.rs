@@ -191,9 +191,25 @@ fn kill_reaps_a_frozen_multithreaded_child() {
     wait_threads(pid, 4);
     let tree = freeze_tree(pid, &FreezeOptions::default()).expect("freeze");
     assert_eq!(tree.tasks[0].threads.len(), 4);
-    tree.kill().expect("kill");
+    let report = tree.kill().expect("kill");
     // We are the parent as well as the tracer: the process is fully reaped already.
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    // Its memory was freed by us (process_mrelease), or by its exit already when that was quicker.
+    assert_eq!(report.memory_handled(), 1);
+}
+
+#[test]
+fn kill_releases_the_memory_of_live_processes_but_not_of_zombies() {
+    let target = spawn(&["zombie-parent"]);
+    let pid = target.pid();
+    wait_until("a zombie child", T, || {
+        children(pid).iter().any(|&c| state(c) == Some('Z'))
+    });
+    let tree = freeze_tree(pid, &FreezeOptions::default()).expect("freeze");
+    assert_eq!(tree.tasks.len(), 2);
+    assert!(tree.tasks[1].zombie);
+    let report = tree.kill().expect("kill");
+    assert_eq!(report.memory_handled(), 1, "the parent only");
 }
 
 fn make_cgroup(root: &str, name: &str) -> Option<PathBuf> {

@@ -829,10 +829,16 @@ fn finish_tree(opts: &DumpOptions, tree: FrozenTree) -> Result<(), DumpError> {
             source,
         });
     }
-    tree.kill().map_err(|source| DumpError::Finish {
+    let report = tree.kill().map_err(|source| DumpError::Finish {
         what: "kill",
         source,
-    })
+    })?;
+    tracing::debug!(
+        released = report.address_spaces_released,
+        already_freed = report.already_freed,
+        "tree killed; memory freed alongside the exits"
+    );
+    Ok(())
 }
 
 /// Everything done while the tree is frozen; returns the dumped pids.
