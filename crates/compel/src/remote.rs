@@ -18,6 +18,59 @@ const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
 /// Trampoline page contents: `syscall; int3`.
 const TRAMPOLINE_CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
 
+/// Where [`BATCH_CODE`] sits in a trampoline page (after [`TRAMPOLINE_CODE`]).
+const BATCH_CODE_OFFSET: u64 = 16;
+/// One record of a batch table: nr, six arguments, result.
+const BATCH_RECORD: usize = 64;
+/// Records per run of the batch code: the table lives in the session's internal scratch page.
+const BATCH_RECORDS_PER_RUN: usize = INTERNAL_SCRATCH / BATCH_RECORD;
+/// The loop [`RemoteSession::syscall_batch`] runs in the target: for r13 records at r12, load rax and
+/// the six argument registers from the record, `syscall`, store rax into the record's last word, next;
+/// then `int3`, which stops the thread for us. Hand-assembled x86-64 (offsets in the comments):
+const BATCH_CODE: [u8; 51] = [
+    0x49, 0x8b, 0x04, 0x24, //       0: mov rax, [r12]
+    0x49, 0x8b, 0x7c, 0x24, 0x08, // 4: mov rdi, [r12+8]
+    0x49, 0x8b, 0x74, 0x24, 0x10, // 9: mov rsi, [r12+16]
+    0x49, 0x8b, 0x54, 0x24, 0x18, // 14: mov rdx, [r12+24]
+    0x4d, 0x8b, 0x54, 0x24, 0x20, // 19: mov r10, [r12+32]
+    0x4d, 0x8b, 0x44, 0x24, 0x28, // 24: mov r8, [r12+40]
+    0x4d, 0x8b, 0x4c, 0x24, 0x30, // 29: mov r9, [r12+48]
+    0x0f, 0x05, //                   34: syscall
+    0x49, 0x89, 0x44, 0x24, 0x38, // 36: mov [r12+56], rax
+    0x49, 0x83, 0xc4, 0x40, //       41: add r12, 64
+    0x49, 0xff, 0xcd, //             45: dec r13
+    0x75, 0xce, //                   48: jnz 0 (rel8 -50)
+    0xcc, //                         50: int3
+];
+/// Syscalls a batch refuses: they create tasks, replace the program or never return to the loop.
+const BATCH_FORBIDDEN: [i64; 9] = [
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_fork,
+    libc::SYS_vfork,
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_rt_sigreturn,
+];
+
+/// One syscall of a [`RemoteSession::syscall_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteCall {
+    /// Syscall number.
+    pub nr: i64,
+    /// Its six arguments (unused ones 0).
+    pub args: [u64; 6],
+}
+
+impl RemoteCall {
+    /// Syscall `nr` with `args`.
+    pub fn new(nr: i64, args: [u64; 6]) -> Self {
+        Self { nr, args }
+    }
+}
+
 /// How a [`RemoteSession`] is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteOptions {
@@ -154,6 +207,11 @@ pub struct RemoteSession<'a> {
     transport: Option<FdTransport>,
     timeout: Duration,
     closed: bool,
+    /// Address of [`BATCH_CODE`] in the target, once known.
+    batch_code: Option<u64>,
+    /// A page mapped only to hold [`BATCH_CODE`] (no trampoline page of ours had room): unmapped with
+    /// the scratch area.
+    batch_page: Option<u64>,
 }
 
 fn round_up_page(n: usize) -> usize {
@@ -294,6 +352,8 @@ impl<'a> RemoteSession<'a> {
             transport: None,
             timeout: options.syscall_timeout,
             closed: false,
+            batch_code: None,
+            batch_page: None,
         };
         if let Some((addr, len)) = options.borrowed_scratch.or(options.inherited_scratch) {
             if len <= INTERNAL_SCRATCH || len % PAGE_SIZE != 0 || addr % PAGE_SIZE as u64 != 0 {
@@ -566,8 +626,163 @@ impl<'a> RemoteSession<'a> {
             ],
         )? as u64;
         self.mem.write_all_at(page, &TRAMPOLINE_CODE)?;
+        self.mem
+            .write_all_at(page + BATCH_CODE_OFFSET, &BATCH_CODE)?;
         self.gadget = Gadget::Trampoline(page);
+        self.batch_code = Some(page + BATCH_CODE_OFFSET);
         Ok(page)
+    }
+
+    /// Runs `calls` in the thread with one resume per [`BATCH_RECORDS_PER_RUN`] calls instead of one
+    /// single-step each, and returns each call's result as [`RemoteSession::syscall`] would. The outer
+    /// error means the batch could not run (the thread's registers are then still the session's).
+    ///
+    /// Why: every remote syscall costs a ptrace round trip (set registers, single-step, wait, read
+    /// registers: about 10-40 us here), and a dump or restore makes dozens per process (62 signal
+    /// actions alone). A batch writes the calls into the internal scratch page, points the thread at a
+    /// small loop ([`BATCH_CODE`]: in our trampoline page, or in a page mapped for it once), lets it run
+    /// to the loop's `int3` and reads the results back: one round trip for up to 64 calls.
+    ///
+    /// Calls run in order and each sees the effects of the ones before; a failing call does not stop
+    /// the others. Task-creating, exec and exit syscalls are refused. Arguments pointing into the
+    /// scratch area are the caller's business, as with [`RemoteSession::syscall`].
+    pub fn syscall_batch(
+        &mut self,
+        calls: &[RemoteCall],
+    ) -> Result<Vec<Result<i64, CompelError>>, CompelError> {
+        if self.closed {
+            return Err(CompelError::InvalidArgument(
+                "remote session already closed".into(),
+            ));
+        }
+        if let Some(call) = calls.iter().find(|c| BATCH_FORBIDDEN.contains(&c.nr)) {
+            return Err(CompelError::InvalidArgument(format!(
+                "syscall {} cannot run in a batch",
+                call.nr
+            )));
+        }
+        let mut results = Vec::with_capacity(calls.len());
+        for run in calls.chunks(BATCH_RECORDS_PER_RUN) {
+            for (call, raw) in run.iter().zip(self.run_batch(run)?) {
+                results.push(self.check_ret(call.nr, raw));
+            }
+        }
+        Ok(results)
+    }
+
+    /// The address of [`BATCH_CODE`] in the target: in our trampoline page when it holds it (also one
+    /// inherited through fork), else in a page mapped now (r-x, written through /proc/PID/mem).
+    fn batch_code_addr(&mut self) -> Result<u64, CompelError> {
+        if let Some(addr) = self.batch_code {
+            return Ok(addr);
+        }
+        if let Gadget::Trampoline(gadget) = self.gadget {
+            let candidate = (gadget & !(PAGE_SIZE as u64 - 1)) + BATCH_CODE_OFFSET;
+            if self
+                .mem
+                .read_vec(candidate, BATCH_CODE.len())
+                .ok()
+                .as_deref()
+                == Some(&BATCH_CODE)
+            {
+                self.batch_code = Some(candidate);
+                return Ok(candidate);
+            }
+        }
+        let page = self.syscall(
+            libc::SYS_mmap,
+            [
+                0,
+                PAGE_SIZE as u64,
+                (libc::PROT_READ | libc::PROT_EXEC) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )? as u64;
+        self.batch_page = Some(page);
+        self.mem.write_all_at(page, &BATCH_CODE)?;
+        self.batch_code = Some(page);
+        Ok(page)
+    }
+
+    /// Runs up to [`BATCH_RECORDS_PER_RUN`] calls; returns the raw rax of each.
+    fn run_batch(&mut self, calls: &[RemoteCall]) -> Result<Vec<i64>, CompelError> {
+        let code = self.batch_code_addr()?;
+        let table = self.internal_addr()?;
+        let mut records = vec![0u8; calls.len() * BATCH_RECORD];
+        for (record, call) in records.chunks_exact_mut(BATCH_RECORD).zip(calls) {
+            record[..8].copy_from_slice(&call.nr.to_le_bytes());
+            for (slot, arg) in record[8..56].chunks_exact_mut(8).zip(call.args) {
+                slot.copy_from_slice(&arg.to_le_bytes());
+            }
+        }
+        self.mem.write_all_at(table, &records)?;
+        let mut regs = self.injected_regs(-1, [0; 6]);
+        regs.ip = code;
+        regs.r12 = table;
+        regs.r13 = calls.len() as u64;
+        self.tracee.set_regs(&regs)?;
+        let end = code + BATCH_CODE.len() as u64;
+        let tid = self.tracee.tid();
+        loop {
+            self.tracee.cont(0)?;
+            let event = match self.tracee.wait_stop_timeout(self.timeout) {
+                Ok(event) => event,
+                Err(e) => {
+                    // Stop it again, so that the session can still put its registers back.
+                    if !matches!(e, CompelError::ThreadGone { .. }) {
+                        let _ = self.tracee.interrupt_and_wait(self.timeout);
+                    }
+                    return Err(e);
+                }
+            };
+            match event {
+                event if event.is_gone() => {
+                    return Err(CompelError::ThreadGone {
+                        tid,
+                        how: format!("{event} during a remote syscall batch"),
+                    })
+                }
+                StopEvent::ExitPending { .. } => {
+                    return Err(CompelError::ThreadGone {
+                        tid,
+                        how: "exiting during a remote syscall batch".into(),
+                    })
+                }
+                StopEvent::Signal {
+                    signal: libc::SIGTRAP,
+                } if self.tracee.regs()?.ip == end => break,
+                // A trap left over from an earlier stop: carry on.
+                StopEvent::Signal {
+                    signal: libc::SIGTRAP,
+                } => {}
+                StopEvent::Signal {
+                    signal: libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE,
+                } => {
+                    return Err(CompelError::UnexpectedStop {
+                        tid,
+                        event: format!("{event} at ip {:#x}", self.tracee.regs()?.ip),
+                        during: "a remote syscall batch",
+                    })
+                }
+                StopEvent::Signal { signal } => self.tracee.defer_signal(signal),
+                StopEvent::Clone { .. } | StopEvent::Fork { .. } | StopEvent::Vfork { .. } => {
+                    return Err(CompelError::UnexpectedStop {
+                        tid,
+                        event: event.to_string(),
+                        during: "a remote syscall batch",
+                    })
+                }
+                // Group-stops, interrupts: resume the loop.
+                _ => {}
+            }
+        }
+        let back = self.mem.read_vec(table, records.len())?;
+        Ok(back
+            .chunks_exact(BATCH_RECORD)
+            .map(|record| i64::from_le_bytes(record[56..64].try_into().unwrap_or([0; 8])))
+            .collect())
     }
 
     fn pidfd(&mut self) -> Result<&OwnedFd, CompelError> {
@@ -781,12 +996,23 @@ impl<'a> RemoteSession<'a> {
         Ok((0..count).map(|i| word(16 + 4 * i)).collect())
     }
 
+    fn unmap_batch_page(&mut self) -> Result<(), CompelError> {
+        if let Some(page) = self.batch_page.take() {
+            self.batch_code = None;
+            self.syscall(libc::SYS_munmap, [page, PAGE_SIZE as u64, 0, 0, 0, 0])?;
+        }
+        Ok(())
+    }
+
     fn teardown(&mut self) -> Result<(), CompelError> {
         let mut first_error = None;
         if let Some(t) = self.transport.take() {
             if let Err(e) = self.close_remote_transport(&t) {
                 first_error.get_or_insert(e);
             }
+        }
+        if let Err(e) = self.unmap_batch_page() {
+            first_error.get_or_insert(e);
         }
         if self.scratch_mapped > 0 && !self.scratch_borrowed {
             if let Err(e) = self.syscall(
@@ -924,6 +1150,7 @@ impl<'a> RemoteSession<'a> {
         if let Some(t) = self.transport.take() {
             self.close_remote_transport(&t)?;
         }
+        self.unmap_batch_page()?;
         if self.scratch_mapped > 0 && !self.scratch_borrowed {
             self.syscall(
                 libc::SYS_munmap,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use criu_compel::{
-    fixup_syscall_restart, CompelError, Gadget, RemoteOptions, RemoteSession, SeizeOptions,
-    StopEvent, Tracee,
+    fixup_syscall_restart, CompelError, Gadget, RemoteCall, RemoteOptions, RemoteSession,
+    SeizeOptions, StopEvent, Tracee,
 };
 
 const T: Duration = Duration::from_secs(5);
@@ -462,6 +462,125 @@ fn trampoline_sessions_and_finish_with_state() {
         "left at the munmap exit stop"
     );
     assert_eq!(t.regs().expect("regs").ip, original.ip);
+    t.detach(0).expect("detach");
+    assert_makes_progress(pid, cpu_ticks(pid));
+}
+
+/// `struct sigaction` as rt_sigaction reads and writes it (handler, flags, restorer, mask).
+fn sigaction_bytes(handler: u64, flags: u64, restorer: u64, mask: u64) -> Vec<u8> {
+    [handler, flags, restorer, mask]
+        .iter()
+        .flat_map(|word| word.to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn a_syscall_batch_runs_every_call_in_order_with_its_own_result() {
+    let target = spawn_busy();
+    let pid = target.pid();
+    let mut t = seize_stopped(pid);
+    let original = t.regs().expect("regs");
+    let mask = t.sigmask().expect("mask");
+    let before = maps(pid);
+    let mut s = RemoteSession::new(&mut t).expect("session");
+    // More calls than one run of the batch loop takes (64), a failing call in the middle, and calls
+    // that depend on an earlier one's effect (SIGUSR1's action set, then read back).
+    let scratch = s.scratch_addr();
+    s.scratch_write(
+        0,
+        &sigaction_bytes(0x1234_5000, 0x0400_0000, 0x5678_9000, 0b1010),
+    )
+    .expect("write");
+    let mut calls = vec![RemoteCall::new(libc::SYS_getpid, [0; 6]); 70];
+    calls[10] = RemoteCall::new(libc::SYS_close, [u64::from(u32::MAX >> 1), 0, 0, 0, 0, 0]);
+    calls[66] = RemoteCall::new(
+        libc::SYS_rt_sigaction,
+        [libc::SIGUSR1 as u64, scratch, scratch + 64, 8, 0, 0],
+    );
+    calls[67] = RemoteCall::new(
+        libc::SYS_rt_sigaction,
+        [libc::SIGUSR1 as u64, 0, scratch + 128, 8, 0, 0],
+    );
+    let results = s.syscall_batch(&calls).expect("batch");
+    assert_eq!(results.len(), 70);
+    for (i, result) in results.iter().enumerate() {
+        match i {
+            10 => assert!(
+                matches!(result, Err(CompelError::RemoteSyscall { errno: libc::EBADF, nr, .. }) if *nr == libc::SYS_close),
+                "{result:?}"
+            ),
+            66 | 67 => assert_eq!(result.as_ref().ok(), Some(&0), "call {i}"),
+            _ => assert_eq!(result.as_ref().ok(), Some(&i64::from(pid)), "call {i}"),
+        }
+    }
+    let old = s.scratch_read(64, 32).expect("read");
+    assert_eq!(old, sigaction_bytes(0, 0, 0, 0), "SIGUSR1 was SIG_DFL");
+    let now = s.scratch_read(128, 32).expect("read");
+    assert_eq!(
+        now,
+        sigaction_bytes(0x1234_5000, 0x0400_0000, 0x5678_9000, 0b1010)
+    );
+    // Put the default action back before the task runs again.
+    s.scratch_write(0, &sigaction_bytes(0, 0, 0, 0))
+        .expect("write");
+    s.syscall(
+        libc::SYS_rt_sigaction,
+        [libc::SIGUSR1 as u64, scratch, 0, 8, 0, 0],
+    )
+    .expect("reset");
+    s.close().expect("close");
+    assert_eq!(maps(pid), before, "the code page went with the session");
+    assert_eq!(t.regs().expect("regs"), original);
+    assert_eq!(t.sigmask().expect("mask"), mask);
+    t.detach(0).expect("detach");
+    assert_makes_progress(pid, cpu_ticks(pid));
+}
+
+#[test]
+fn a_batch_in_a_trampoline_session_needs_no_page_of_its_own() {
+    let target = spawn_busy();
+    let pid = target.pid();
+    let mut t = seize_stopped(pid);
+    let mut s = RemoteSession::new(&mut t).expect("session");
+    s.install_trampoline(None).expect("trampoline");
+    let with_trampoline = maps(pid);
+    let results = s
+        .syscall_batch(&[RemoteCall::new(libc::SYS_gettid, [0; 6]); 3])
+        .expect("batch");
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().ok() == Some(&i64::from(pid))));
+    assert_eq!(maps(pid), with_trampoline, "no mapping added");
+    s.close().expect("close");
+    t.detach(0).expect("detach");
+}
+
+#[test]
+fn a_batch_refuses_task_creating_and_exiting_syscalls() {
+    let target = spawn_busy();
+    let pid = target.pid();
+    let mut t = seize_stopped(pid);
+    let mut s = RemoteSession::new(&mut t).expect("session");
+    for nr in [
+        libc::SYS_clone,
+        libc::SYS_fork,
+        libc::SYS_execve,
+        libc::SYS_exit_group,
+    ] {
+        let calls = [
+            RemoteCall::new(libc::SYS_getpid, [0; 6]),
+            RemoteCall::new(nr, [0; 6]),
+        ];
+        assert!(
+            matches!(
+                s.syscall_batch(&calls),
+                Err(CompelError::InvalidArgument(_))
+            ),
+            "syscall {nr} accepted"
+        );
+    }
+    assert!(s.syscall_batch(&[]).expect("empty batch").is_empty());
+    s.close().expect("close");
     t.detach(0).expect("detach");
     assert_makes_progress(pid, cpu_ticks(pid));
 }

@@ -4,7 +4,7 @@
 //! sigactions, timers, tid address, sigaltstack, pdeath signal, securebits,
 //! brk, dumpable, THP and subreaper flags.
 
-use criu_compel::{RemoteSession, RseqConfig, SigInfo, Tracee, UserRegs, XState};
+use criu_compel::{RemoteCall, RemoteSession, RseqConfig, SigInfo, Tracee, UserRegs, XState};
 
 use crate::proc::{read_status, read_text, PosixTimerInfo, ProcError, ProcStatus};
 use crate::sys;
@@ -191,74 +191,53 @@ fn read_status_of(pid: i32, tid: i32) -> Result<ProcStatus, ThreadError> {
     Ok(crate::proc::parse_status(&text, &path)?)
 }
 
-fn read_u64(session: &RemoteSession<'_>, tid: i32, offset: usize) -> Result<u64, ThreadError> {
-    let bytes = session
-        .scratch_read(offset, 8)
-        .map_err(compel(tid, "remote scratch memory"))?;
-    Ok(u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])))
-}
-
-fn remote(
-    session: &mut RemoteSession<'_>,
-    tid: i32,
-    what: &'static str,
-    nr: i64,
-    args: [u64; 6],
-) -> Result<i64, ThreadError> {
-    session.syscall(nr, args).map_err(compel(tid, what))
-}
-
-/// Fills the fields only the thread itself can report, by remote syscalls.
+/// Fills the fields only the thread itself can report, by remote syscalls (one batch; answers in
+/// consecutive scratch slots, zeroed first because the kernel writes only an int or a pointer).
 pub fn collect_thread_remote(
     session: &mut RemoteSession<'_>,
     state: &mut ThreadState,
 ) -> Result<(), ThreadError> {
     let tid = state.tid;
     let scratch = session.scratch_addr();
+    let slot = |index: usize| scratch + (index * ANSWER_SLOT) as u64;
     session
-        .scratch_write(0, &[0u8; 32])
+        .scratch_write(0, &[0u8; 3 * ANSWER_SLOT])
         .map_err(compel(tid, "remote scratch memory"))?;
-    remote(
-        session,
-        tid,
+    let calls = [
+        RemoteCall::new(
+            libc::SYS_prctl,
+            [libc::PR_GET_TID_ADDRESS as u64, slot(0), 0, 0, 0, 0],
+        ),
+        RemoteCall::new(libc::SYS_sigaltstack, [0, slot(1), 0, 0, 0, 0]),
+        RemoteCall::new(
+            libc::SYS_prctl,
+            [libc::PR_GET_PDEATHSIG as u64, slot(2), 0, 0, 0, 0],
+        ),
+        RemoteCall::new(
+            libc::SYS_prctl,
+            [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+        ),
+    ];
+    let whats = [
         "tid address",
-        libc::SYS_prctl,
-        [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0],
-    )?;
-    state.clear_tid_addr = read_u64(session, tid, 0)?;
-    remote(
-        session,
-        tid,
         "sigaltstack",
-        libc::SYS_sigaltstack,
-        [0, scratch, 0, 0, 0, 0],
-    )?;
-    let sas = session
-        .scratch_read(0, 24)
+        "parent death signal",
+        "securebits",
+    ];
+    let results = remote_batch(session, tid, &calls, &whats)?;
+    let answers = session
+        .scratch_read(0, 3 * ANSWER_SLOT)
         .map_err(compel(tid, "remote scratch memory"))?;
+    let word = |at: usize| u64::from_le_bytes(answers[at..at + 8].try_into().unwrap_or([0; 8]));
+    state.clear_tid_addr = word(0);
+    let sas = &answers[ANSWER_SLOT..2 * ANSWER_SLOT];
     state.altstack = AltStack {
         sp: u64::from_le_bytes(sas[0..8].try_into().unwrap_or([0; 8])),
         flags: u32::from_le_bytes(sas[8..12].try_into().unwrap_or([0; 4])),
         size: u64::from_le_bytes(sas[16..24].try_into().unwrap_or([0; 8])),
     };
-    session
-        .scratch_write(0, &[0u8; 8])
-        .map_err(compel(tid, "remote scratch memory"))?;
-    remote(
-        session,
-        tid,
-        "parent death signal",
-        libc::SYS_prctl,
-        [libc::PR_GET_PDEATHSIG as u64, scratch, 0, 0, 0, 0],
-    )?;
-    state.pdeath_sig = read_u64(session, tid, 0)? as u32;
-    state.secbits = remote(
-        session,
-        tid,
-        "securebits",
-        libc::SYS_prctl,
-        [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
-    )? as u32;
+    state.pdeath_sig = word(2 * ANSWER_SLOT) as u32;
+    state.secbits = results[3] as u32;
     Ok(())
 }
 
@@ -315,106 +294,154 @@ fn words4(b: &[u8]) -> (u64, u64, u64, u64) {
     (w(0), w(1), w(2), w(3))
 }
 
-/// Reads process-wide state through remote syscalls in the (stopped) leader.
+/// Bytes of scratch memory each answer of [`collect_process_remote`] gets (a `struct sigaction`, an
+/// `itimerval` and an `itimerspec` are 32 bytes each).
+const ANSWER_SLOT: usize = 32;
+
+/// Runs `calls` as one remote batch and returns their results; the first failing call (labelled by
+/// its entry in `whats`) fails the whole read.
+fn remote_batch(
+    session: &mut RemoteSession<'_>,
+    tid: i32,
+    calls: &[RemoteCall],
+    whats: &[&'static str],
+) -> Result<Vec<i64>, ThreadError> {
+    let results = session
+        .syscall_batch(calls)
+        .map_err(compel(tid, "process state (remote syscall batch)"))?;
+    results
+        .into_iter()
+        .zip(whats)
+        .map(|(result, what)| result.map_err(compel(tid, what)))
+        .collect()
+}
+
+/// Reads process-wide state through remote syscalls in the (stopped) leader: all of them in one
+/// batch (one ptrace round trip instead of about 70), answers in consecutive scratch slots.
 pub fn collect_process_remote(
     session: &mut RemoteSession<'_>,
     timers: &[PosixTimerInfo],
 ) -> Result<ProcessState, ThreadError> {
     let tid = session.tracee().tid();
     let scratch = session.scratch_addr();
-    let mut st = ProcessState::default();
-    for sig in 1..=64u64 {
-        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
-            continue;
-        }
-        remote(
-            session,
-            tid,
-            "signal action",
+    let slot = |index: usize| scratch + (index * ANSWER_SLOT) as u64;
+    let signals: Vec<u64> = (1..=64u64)
+        .filter(|&sig| sig != libc::SIGKILL as u64 && sig != libc::SIGSTOP as u64)
+        .collect();
+    let mut calls = Vec::with_capacity(signals.len() + 8);
+    let mut whats = Vec::with_capacity(signals.len() + 8);
+    for (index, &sig) in signals.iter().enumerate() {
+        calls.push(RemoteCall::new(
             libc::SYS_rt_sigaction,
-            [sig, 0, scratch, 8, 0, 0],
-        )?;
-        let raw = session
-            .scratch_read(0, 32)
-            .map_err(compel(tid, "remote scratch memory"))?;
-        let (handler, flags, restorer, mask) = words4(&raw);
-        st.sigactions.push(SigAction {
-            handler,
-            flags,
-            restorer,
-            mask,
-        });
+            [sig, 0, slot(index), 8, 0, 0],
+        ));
+        whats.push("signal action");
     }
-    for (which, slot) in st.itimers.iter_mut().enumerate() {
-        remote(
-            session,
-            tid,
-            "interval timer",
+    let itimer_slots = signals.len();
+    for which in 0..3 {
+        calls.push(RemoteCall::new(
             libc::SYS_getitimer,
-            [which as u64, scratch, 0, 0, 0, 0],
-        )?;
-        let raw = session
-            .scratch_read(0, 32)
-            .map_err(compel(tid, "remote scratch memory"))?;
-        *slot = words4(&raw);
+            [which as u64, slot(itimer_slots + which), 0, 0, 0, 0],
+        ));
+        whats.push("interval timer");
     }
-    for info in timers {
-        remote(
-            session,
-            tid,
-            "POSIX timer",
-            libc::SYS_timer_gettime,
-            [info.id as u64, scratch, 0, 0, 0, 0],
-        )?;
-        let raw = session
-            .scratch_read(0, 32)
-            .map_err(compel(tid, "remote scratch memory"))?;
-        let overrun = remote(
-            session,
-            tid,
-            "POSIX timer overrun",
-            libc::SYS_timer_getoverrun,
-            [info.id as u64, 0, 0, 0, 0, 0],
-        )?;
-        st.posix_timers.push(PosixTimerState {
-            info: info.clone(),
-            overrun: overrun as u32,
-            setting: words4(&raw),
-        });
-    }
-    st.brk = remote(session, tid, "program break", libc::SYS_brk, [0; 6])? as u64;
-    st.dumpable = remote(
-        session,
-        tid,
-        "dumpable flag",
-        libc::SYS_prctl,
-        [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
-    )? as i32;
-    st.thp_disabled = remote(
-        session,
-        tid,
-        "THP-disable flag",
-        libc::SYS_prctl,
-        [libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0, 0],
-    )? != 0;
+    // PR_GET_CHILD_SUBREAPER stores an int: its slot is zeroed first.
+    let subreaper_slot = itimer_slots + 3;
     session
-        .scratch_write(0, &[0u8; 8])
+        .scratch_write(subreaper_slot * ANSWER_SLOT, &[0u8; ANSWER_SLOT])
         .map_err(compel(tid, "remote scratch memory"))?;
-    remote(
-        session,
-        tid,
-        "child-subreaper flag",
-        libc::SYS_prctl,
-        [libc::PR_GET_CHILD_SUBREAPER as u64, scratch, 0, 0, 0, 0],
-    )?;
-    st.child_subreaper = read_u64(session, tid, 0)? as u32 != 0;
+    let scalars = calls.len();
+    for (nr, arg0, arg1, what) in [
+        (libc::SYS_brk, 0, 0, "program break"),
+        (
+            libc::SYS_prctl,
+            libc::PR_GET_DUMPABLE as u64,
+            0,
+            "dumpable flag",
+        ),
+        (
+            libc::SYS_prctl,
+            libc::PR_GET_THP_DISABLE as u64,
+            0,
+            "THP-disable flag",
+        ),
+        (
+            libc::SYS_prctl,
+            libc::PR_GET_CHILD_SUBREAPER as u64,
+            slot(subreaper_slot),
+            "child-subreaper flag",
+        ),
+    ] {
+        calls.push(RemoteCall::new(nr, [arg0, arg1, 0, 0, 0, 0]));
+        whats.push(what);
+    }
+    let results = remote_batch(session, tid, &calls, &whats)?;
+    // Not every kernel knows MEMBARRIER_CMD_GET_REGISTRATIONS: its failure means "none", so it runs
+    // on its own.
     const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
-    st.membarrier_mask = session
+    let membarrier_mask = session
         .syscall(
             libc::SYS_membarrier,
             [MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0, 0, 0, 0],
         )
         .unwrap_or(0) as u32;
+    let answers = session
+        .scratch_read(0, (subreaper_slot + 1) * ANSWER_SLOT)
+        .map_err(compel(tid, "remote scratch memory"))?;
+    let answer = |index: usize| words4(&answers[index * ANSWER_SLOT..(index + 1) * ANSWER_SLOT]);
+    let mut st = ProcessState {
+        sigactions: (0..signals.len())
+            .map(|index| {
+                let (handler, flags, restorer, mask) = answer(index);
+                SigAction {
+                    handler,
+                    flags,
+                    restorer,
+                    mask,
+                }
+            })
+            .collect(),
+        itimers: [
+            answer(itimer_slots),
+            answer(itimer_slots + 1),
+            answer(itimer_slots + 2),
+        ],
+        posix_timers: Vec::with_capacity(timers.len()),
+        brk: results[scalars] as u64,
+        dumpable: results[scalars + 1] as i32,
+        thp_disabled: results[scalars + 2] != 0,
+        child_subreaper: answer(subreaper_slot).0 as u32 != 0,
+        membarrier_mask,
+    };
+    // POSIX timers: as many per batch as the scratch area has slots for.
+    let per_batch = (session.scratch_size() / ANSWER_SLOT).max(1);
+    for group in timers.chunks(per_batch) {
+        let mut calls = Vec::with_capacity(group.len() * 2);
+        let mut whats = Vec::with_capacity(group.len() * 2);
+        for (index, info) in group.iter().enumerate() {
+            let id = info.id as u64;
+            calls.push(RemoteCall::new(
+                libc::SYS_timer_gettime,
+                [id, slot(index), 0, 0, 0, 0],
+            ));
+            calls.push(RemoteCall::new(
+                libc::SYS_timer_getoverrun,
+                [id, 0, 0, 0, 0, 0],
+            ));
+            whats.extend(["POSIX timer", "POSIX timer overrun"]);
+        }
+        let results = remote_batch(session, tid, &calls, &whats)?;
+        let settings = session
+            .scratch_read(0, group.len() * ANSWER_SLOT)
+            .map_err(compel(tid, "remote scratch memory"))?;
+        for (index, info) in group.iter().enumerate() {
+            st.posix_timers.push(PosixTimerState {
+                info: info.clone(),
+                overrun: results[index * 2 + 1] as u32,
+                setting: words4(&settings[index * ANSWER_SLOT..(index + 1) * ANSWER_SLOT]),
+            });
+        }
+    }
     Ok(st)
 }
 
