@@ -6,12 +6,14 @@
 //! - [`RemoteSession`] runs syscalls inside a stopped thread by single-stepping a `syscall` gadget, with a
 //!   scratch mapping, and moves file descriptors in both directions.
 //! - [`ProcMem`] reads and writes another process's memory through /proc/PID/mem.
+//! - [`proc`] parses /proc/PID/stat ([`proc::ProcStat`]) for the dump and restore engines alike.
 //! - [`fixup_syscall_restart`] prepares dumped registers of a thread stopped inside a syscall.
 //!
 //! Unsafe code is confined to the `sys` module.
 #![deny(unsafe_code)]
 
 mod error;
+pub mod proc;
 mod procmem;
 mod regs;
 mod remote;

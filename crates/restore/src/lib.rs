@@ -556,15 +556,8 @@ impl Run<'_> {
     /// anyone joins it).
     fn restore_groups(&self) -> Result<(), RestoreError> {
         let tracer_pgid = nix::unistd::getpgrp().as_raw();
-        let current_pgid = |pid: i32| -> Option<i32> {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            stat.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(2)?
-                .parse()
-                .ok()
-        };
+        let current_pgid =
+            |pid: i32| -> Option<i32> { criu_compel::proc::read_stat(pid).ok().map(|s| s.pgid) };
         let root = &self.images.tasks[0];
         for leaders_pass in [true, false] {
             for (index, task) in self.images.tasks.iter().enumerate() {

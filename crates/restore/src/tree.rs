@@ -129,13 +129,7 @@ fn pid_taken_message(pid: i32, zombie: bool) -> String {
 
 /// Whether `pid` is a zombie now.
 pub(crate) fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    criu_compel::proc::read_stat(pid).is_ok_and(|stat| stat.state == 'Z')
 }
 
 /// Fails with EEXIST if any pid or tid of the dump is in use, and refuses

@@ -1,7 +1,9 @@
-//! Parsers for the `/proc/PID/...` files the dump reads: `stat`, `status`,
+//! Parsers for the `/proc/PID/...` files the dump reads: `status`,
 //! `fdinfo/N`, `limits`, `timers`, `auxv`, `task/`, `task/*/children` and small one-value
 //! files. Every parser takes the file's text (so it can be tested on fixed
-//! input) and has a `read_*` companion that opens the real file.
+//! input) and has a `read_*` companion that opens the real file. `stat` is
+//! parsed by [`criu_compel::proc`], which restore shares; [`read_stat`] returns
+//! its result with a [`ProcError`].
 
 mod fdinfo;
 mod limits;
@@ -12,7 +14,7 @@ pub use fdinfo::{
     parse_fdinfo, read_fdinfo, EpollTarget, FdInfo, FdInfoExtra, InotifyWatch, TimerfdState,
 };
 pub use limits::{parse_limits, read_limits, RLIMIT_COUNT};
-pub use stat::{parse_stat, read_stat, ProcStat};
+pub use stat::{read_stat, ProcStat};
 pub use status::{cap_words, parse_status, read_status, ProcStatus};
 
 use std::io;
@@ -45,6 +47,16 @@ impl ProcError {
         match self {
             ProcError::Read { source, .. } => source.raw_os_error(),
             ProcError::Parse { .. } => None,
+        }
+    }
+}
+
+impl From<criu_compel::proc::StatError> for ProcError {
+    fn from(error: criu_compel::proc::StatError) -> Self {
+        use criu_compel::proc::StatError;
+        match error {
+            StatError::Read { path, source } => ProcError::Read { path, source },
+            StatError::Parse { path, what } => ProcError::Parse { path, what },
         }
     }
 }
