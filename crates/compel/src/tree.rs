@@ -194,39 +194,27 @@ impl Drop for Colocation {
     }
 }
 
+/// State and ppid of `pid`; `None` once the process is gone.
 fn proc_stat(pid: Pid) -> Result<Option<(char, Pid)>, CompelError> {
-    let path = format!("/proc/{pid}/stat");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => {
-            return Ok(None)
+    match crate::proc::read_stat(pid) {
+        Ok(stat) => Ok(Some((stat.state, stat.ppid))),
+        Err(crate::proc::StatError::Read { source, .. })
+            if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) =>
+        {
+            Ok(None)
         }
-        Err(e) => return Err(CompelError::proc(path, e)),
-    };
-    // comm may contain spaces and parentheses: parse after the last ')'.
-    let rest = text
-        .rfind(')')
-        .map(|i| &text[i + 1..])
-        .ok_or_else(|| CompelError::ProcParse {
-            path: path.clone().into(),
-            detail: "no ')' after comm".into(),
-        })?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next().and_then(|s| s.chars().next());
-    let ppid = fields.next().and_then(|s| s.parse().ok());
-    match (state, ppid) {
-        (Some(state), Some(ppid)) => Ok(Some((state, ppid))),
-        _ => Err(CompelError::ProcParse {
-            path: path.into(),
-            detail: "missing state or ppid".into(),
+        Err(crate::proc::StatError::Read { path, source }) => Err(CompelError::proc(path, source)),
+        Err(e @ crate::proc::StatError::Parse { .. }) => Err(CompelError::ProcParse {
+            path: format!("/proc/{pid}/stat").into(),
+            detail: e.to_string(),
         }),
     }
 }
 
 fn thread_state(pid: Pid, tid: Pid) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    rest.split_whitespace().next()?.chars().next()
+    crate::proc::read_task_stat(pid, tid)
+        .ok()
+        .map(|stat| stat.state)
 }
 
 fn list_tids(pid: Pid) -> Result<Option<Vec<Pid>>, CompelError> {
