@@ -28,7 +28,9 @@ pub use regs::{
     fixup_syscall_restart, words, xfeature, xfeature_layout, FxSave, RestartFixup, RseqConfig,
     SigInfo, SyscallInfo, SyscallState, UserRegs, XState, XSAVE_HEADER_OFFSET,
 };
-pub use remote::{Gadget, RemoteCall, RemoteOptions, RemoteSession, DEFAULT_SCRATCH_SIZE};
+pub use remote::{
+    Gadget, RemoteCall, RemoteOptions, RemoteSession, DEFAULT_SCRATCH_SIZE, TRAMPOLINE_PAGE_CODE,
+};
 pub use sys::MAX_FDS_PER_MESSAGE;
 pub use tracee::{SeizeOptions, StopEvent, Tracee, DEFAULT_STOP_TIMEOUT};
 pub use tree::{freeze_tree, FreezeOptions, FrozenTask, FrozenThreadState, FrozenTree, KillReport};

@@ -42,6 +42,25 @@ const BATCH_CODE: [u8; 51] = [
     0x75, 0xce, //                   48: jnz 0 (rel8 -50)
     0xcc, //                         50: int3
 ];
+/// What a trampoline page holds from its start: `syscall; int3` (the gadget, at offset 0) and the
+/// loop of [`RemoteSession::syscall_batch`] at offset 16. A caller that maps a trampoline itself (a
+/// restore maps it in the tracer before the task exists, so that the task inherits it) copies this to
+/// the start of the page; [`RemoteSession::install_trampoline`] writes the same.
+pub const TRAMPOLINE_PAGE_CODE: [u8; BATCH_CODE_OFFSET as usize + BATCH_CODE.len()] = {
+    let mut code = [0xcc; BATCH_CODE_OFFSET as usize + BATCH_CODE.len()];
+    let mut i = 0;
+    while i < TRAMPOLINE_CODE.len() {
+        code[i] = TRAMPOLINE_CODE[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < BATCH_CODE.len() {
+        code[BATCH_CODE_OFFSET as usize + j] = BATCH_CODE[j];
+        j += 1;
+    }
+    code
+};
+
 /// Syscalls a batch refuses: they create tasks, replace the program or never return to the loop.
 const BATCH_FORBIDDEN: [i64; 9] = [
     libc::SYS_clone,
@@ -625,9 +644,7 @@ impl<'a> RemoteSession<'a> {
                 0,
             ],
         )? as u64;
-        self.mem.write_all_at(page, &TRAMPOLINE_CODE)?;
-        self.mem
-            .write_all_at(page + BATCH_CODE_OFFSET, &BATCH_CODE)?;
+        self.mem.write_all_at(page, &TRAMPOLINE_PAGE_CODE)?;
         self.gadget = Gadget::Trampoline(page);
         self.batch_code = Some(page + BATCH_CODE_OFFSET);
         Ok(page)
@@ -670,24 +687,26 @@ impl<'a> RemoteSession<'a> {
         Ok(results)
     }
 
-    /// The address of [`BATCH_CODE`] in the target: in our trampoline page when it holds it (also one
-    /// inherited through fork), else in a page mapped now (r-x, written through /proc/PID/mem).
+    /// The address of [`BATCH_CODE`] in the target: in the trampoline page (which must then start
+    /// with [`TRAMPOLINE_PAGE_CODE`]), else in a page mapped now (r-x, written through /proc/PID/mem).
+    ///
+    /// A session on a trampoline never maps a page of its own: its owner lays out the address space
+    /// (a restore maps VMAs at fixed addresses), and a page placed by the kernel could be in the way.
     fn batch_code_addr(&mut self) -> Result<u64, CompelError> {
         if let Some(addr) = self.batch_code {
             return Ok(addr);
         }
         if let Gadget::Trampoline(gadget) = self.gadget {
-            let candidate = (gadget & !(PAGE_SIZE as u64 - 1)) + BATCH_CODE_OFFSET;
-            if self
-                .mem
-                .read_vec(candidate, BATCH_CODE.len())
-                .ok()
-                .as_deref()
-                == Some(&BATCH_CODE)
-            {
-                self.batch_code = Some(candidate);
-                return Ok(candidate);
+            let page = gadget & !(PAGE_SIZE as u64 - 1);
+            let candidate = page + BATCH_CODE_OFFSET;
+            if self.mem.read_vec(candidate, BATCH_CODE.len())? != BATCH_CODE {
+                return Err(CompelError::InvalidArgument(format!(
+                    "the trampoline page at {page:#x} does not start with TRAMPOLINE_PAGE_CODE: \
+                     no syscall batches there"
+                )));
             }
+            self.batch_code = Some(candidate);
+            return Ok(candidate);
         }
         let page = self.syscall(
             libc::SYS_mmap,

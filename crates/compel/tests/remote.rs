@@ -556,6 +556,49 @@ fn a_batch_in_a_trampoline_session_needs_no_page_of_its_own() {
 }
 
 #[test]
+fn a_batch_on_a_foreign_trampoline_without_the_batch_code_maps_nothing() {
+    let target = spawn_busy();
+    let pid = target.pid();
+    let mut t = seize_stopped(pid);
+    // A page holding only `syscall; int3`, as an older trampoline would.
+    let page = {
+        let mut s = RemoteSession::new(&mut t).expect("session");
+        let page = s
+            .syscall(
+                libc::SYS_mmap,
+                [
+                    0,
+                    4096,
+                    (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )
+            .expect("mmap") as u64;
+        s.close().expect("close");
+        page
+    };
+    let mem = criu_compel::ProcMem::open(pid).expect("mem");
+    mem.write_all_at(page, &[0x0f, 0x05, 0xcc]).expect("write");
+    let before = maps(pid);
+    let mut s = RemoteSession::with_trampoline(&mut t, page).expect("session");
+    match s.syscall_batch(&[RemoteCall::new(libc::SYS_getpid, [0; 6])]) {
+        Err(CompelError::InvalidArgument(message)) => {
+            assert!(message.contains("TRAMPOLINE_PAGE_CODE"), "{message}")
+        }
+        other => panic!("batch on a bare trampoline: {other:?}"),
+    }
+    assert_eq!(
+        s.syscall(libc::SYS_getpid, [0; 6]).expect("single call"),
+        i64::from(pid)
+    );
+    s.close().expect("close");
+    assert_eq!(maps(pid), before, "no page mapped behind the owner's back");
+    t.detach(0).expect("detach");
+}
+
+#[test]
 fn a_batch_refuses_task_creating_and_exiting_syscalls() {
     let target = spawn_busy();
     let pid = target.pid();

@@ -15,7 +15,7 @@ use tracing::debug;
 use crate::files::TracerFiles;
 use crate::images::{status, vma_takes_pages, PageRun, RestoreImages, TaskImages, PAGE_SIZE};
 use crate::layout::{self, LayoutError, VdsoLayout, TRAMPOLINE_LEN};
-use crate::task::{Proc, RemoteError};
+use crate::task::{BatchCall, Proc, RemoteError};
 use crate::vdso::VdsoIdentity;
 
 /// How page contents get into the restored task.
@@ -185,7 +185,11 @@ pub(crate) fn restore_memory(
             .iter()
             .any(|r| r.vaddr < vma.end && r.vaddr + r.nr_pages * PAGE_SIZE > vma.start)
     };
+    // One remote batch for all of them (a task has dozens of VMAs; one ptrace round trip each was
+    // most of a small restore).
     let mut reprotect = Vec::new();
+    let mut maps = Vec::new();
+    let mut mapped = Vec::new();
     for vma in mm.vmas.iter().filter(|v| !is_special(v)) {
         let len = vma.end - vma.start;
         let mut prot = u64::from(vma.prot);
@@ -201,8 +205,8 @@ pub(crate) fn restore_memory(
         } else {
             (u64::MAX, 0)
         };
-        let got = proc.call(
-            &format!(
+        maps.push(BatchCall::new(
+            format!(
                 "mmap({:#x}-{:#x}, prot {prot:#x}, flags {:#x})",
                 vma.start,
                 vma.end,
@@ -210,11 +214,14 @@ pub(crate) fn restore_memory(
             ),
             libc::SYS_mmap,
             &[vma.start, len, prot, mmap_flags(vma), fd, offset],
-        )?;
-        if got != vma.start {
+        ));
+        mapped.push(vma.start);
+    }
+    for (got, want) in proc.call_batch(&maps)?.into_iter().zip(mapped) {
+        if got != want {
             return Err(RemoteError::UnexpectedStop {
                 tid: pid,
-                call: format!("mmap({:#x})", vma.start),
+                call: format!("mmap({want:#x})"),
                 what: format!("mapped at {got:#x}"),
             }
             .into());
@@ -235,21 +242,25 @@ pub(crate) fn restore_memory(
     }
     let fill_time = fill_started.elapsed();
 
-    // 7. Final protections and madvise bits.
-    for vma in reprotect {
-        proc.call(
-            &format!("mprotect({:#x})", vma.start),
-            libc::SYS_mprotect,
-            &[vma.start, vma.end - vma.start, vma.prot.into()],
-        )?;
-    }
+    // 7. Final protections and madvise bits (one batch).
+    let mut finals: Vec<BatchCall> = reprotect
+        .into_iter()
+        .map(|vma| {
+            BatchCall::new(
+                format!("mprotect({:#x})", vma.start),
+                libc::SYS_mprotect,
+                &[vma.start, vma.end - vma.start, vma.prot.into()],
+            )
+        })
+        .collect();
     for (range, advice) in madvise_runs(mm.vmas.iter().filter(|v| !is_special(v))) {
-        proc.call(
-            &format!("madvise({:#x}-{:#x}, {advice})", range.start, range.end),
+        finals.push(BatchCall::new(
+            format!("madvise({:#x}-{:#x}, {advice})", range.start, range.end),
             libc::SYS_madvise,
             &[range.start, range.end - range.start, advice],
-        )?;
+        ));
     }
+    proc.call_batch(&finals)?;
 
     // 8. mm fields, auxv and exe.
     let exe_fd = if mm.exe_file_id != 0 {

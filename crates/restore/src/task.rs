@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use criu_compel::{
-    CompelError, ProcMem, RemoteOptions, RemoteSession, SeizeOptions, Tracee, UserRegs, XState,
+    CompelError, ProcMem, RemoteCall, RemoteOptions, RemoteSession, SeizeOptions, Tracee, UserRegs,
+    XState,
 };
 use criu_proto::{CoreEntry, CredsEntry, SaEntry, UserX86FpregsEntry, UserX86RegsEntry};
 use nix::errno::Errno;
@@ -197,6 +198,26 @@ impl Thread {
         self.with_session(call, |s| s.syscall_raw(nr, args))
     }
 
+    /// Runs `calls` (label, number, arguments) in order in one remote batch (see
+    /// [`RemoteSession::syscall_batch`]); the first failing call is the error, named by its label.
+    pub fn call_batch(&self, calls: &[BatchCall]) -> Result<Vec<u64>, RemoteError> {
+        let tid = self.tid.as_raw();
+        let remote: Vec<RemoteCall> = calls
+            .iter()
+            .map(|call| RemoteCall::new(call.nr, six(&call.args)))
+            .collect();
+        let results = self.with_session("a batch of remote calls", |s| s.syscall_batch(&remote))?;
+        results
+            .into_iter()
+            .zip(calls)
+            .map(|(result, call)| {
+                result
+                    .map(|ret| ret as u64)
+                    .map_err(|e| RemoteError::from_compel(tid, &call.label, e))
+            })
+            .collect()
+    }
+
     /// Runs a remote clone3 that creates a traced task; returns the new task,
     /// stopped at its first stop.
     pub fn call_clone(&self, call: &str, args: &[u64]) -> Result<Tracee, RemoteError> {
@@ -318,6 +339,24 @@ impl Thread {
     }
 }
 
+/// One call of [`Proc::call_batch`]: what it does (for errors), its number and arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchCall {
+    pub label: String,
+    pub nr: i64,
+    pub args: Vec<u64>,
+}
+
+impl BatchCall {
+    pub fn new(label: String, nr: i64, args: &[u64]) -> Self {
+        Self {
+            label,
+            nr,
+            args: args.to_vec(),
+        }
+    }
+}
+
 fn six(args: &[u64]) -> [u64; 6] {
     let mut all = [0u64; 6];
     for (slot, value) in all.iter_mut().zip(args) {
@@ -360,6 +399,11 @@ impl Proc {
     /// A remote call in the leader.
     pub fn call(&self, call: &str, nr: i64, args: &[u64]) -> Result<u64, RemoteError> {
         self.threads[0].call(call, nr, args)
+    }
+
+    /// Remote calls in the leader, in one batch.
+    pub fn call_batch(&self, calls: &[BatchCall]) -> Result<Vec<u64>, RemoteError> {
+        self.threads[0].call_batch(calls)
     }
 
     /// A remote call in thread `index`.
@@ -538,22 +582,28 @@ pub(crate) fn sigaction_signals() -> impl Iterator<Item = i32> {
 /// Restores the dumped signal actions that are not the default (the blank
 /// task has every action at SIG_DFL already).
 pub(crate) fn restore_sigactions(proc: &Proc, actions: &[SaEntry]) -> Result<(), RemoteError> {
+    // Each action gets its own 32-byte slot of the scratch area, and all are set in one batch.
+    let mut structs = Vec::new();
+    let mut calls = Vec::new();
     for (signo, sa) in sigaction_signals().zip(actions) {
         if sa.sigaction == 0 && sa.flags == 0 && sa.mask == 0 && sa.restorer == 0 {
             continue;
         }
-        let mut act = Vec::with_capacity(32);
+        let addr = proc.scratch + structs.len() as u64;
         for word in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
-            act.extend_from_slice(&word.to_le_bytes());
+            structs.extend_from_slice(&word.to_le_bytes());
         }
-        let addr = proc.put(0, &act)?;
-        proc.call(
-            &format!("rt_sigaction({signo})"),
+        calls.push(BatchCall::new(
+            format!("rt_sigaction({signo})"),
             libc::SYS_rt_sigaction,
             &[signo as u64, addr, 0, 8],
-        )?;
+        ));
     }
-    Ok(())
+    if calls.is_empty() {
+        return Ok(());
+    }
+    proc.put(0, &structs)?;
+    proc.call_batch(&calls).map(drop)
 }
 
 /// The uids, gids, groups and capabilities of a thread, from /proc.

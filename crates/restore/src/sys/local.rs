@@ -3,12 +3,10 @@
 
 use nix::errno::Errno;
 
-/// The code of the trampoline page: `syscall; int3`.
-pub(crate) const TRAMPOLINE_CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
-
 /// Maps `len` bytes at exactly `addr` in the tracer (failing with EEXIST if
-/// anything is there), writes the trampoline code at its start and makes the
-/// first page read+exec; the rest stays read+write (scratch).
+/// anything is there), writes compel's trampoline code (the `syscall` gadget and
+/// the syscall-batch loop) at its start and makes the first page read+exec; the
+/// rest stays read+write (scratch).
 pub(crate) fn map_trampoline(addr: u64, len: usize) -> Result<(), Errno> {
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no
     // memory this process uses can be affected; the result is checked.
@@ -30,13 +28,11 @@ pub(crate) fn map_trampoline(addr: u64, len: usize) -> Result<(), Errno> {
         unmap(ptr as u64, len);
         return Err(Errno::EEXIST);
     }
-    // SAFETY: the mapping was just created, is writable and at least one page long.
+    let code = &criu_compel::TRAMPOLINE_PAGE_CODE;
+    // SAFETY: the mapping was just created, is writable and at least one page long (the code is
+    // shorter than a page).
     unsafe {
-        std::ptr::copy_nonoverlapping(
-            TRAMPOLINE_CODE.as_ptr(),
-            ptr.cast::<u8>(),
-            TRAMPOLINE_CODE.len(),
-        );
+        std::ptr::copy_nonoverlapping(code.as_ptr(), ptr.cast::<u8>(), code.len());
     }
     // SAFETY: changes the protection of the first page of our own new mapping.
     let ret = unsafe { libc::mprotect(ptr, 4096, libc::PROT_READ | libc::PROT_EXEC) };
