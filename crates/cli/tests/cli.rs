@@ -2,7 +2,11 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use criu_test_util::process::{
+    alive, kill_and_wait_gone, spawn_detached_sleep, spawn_sleeper, wait_until,
+};
 
 const CRIU: &str = env!("CARGO_BIN_EXE_criu");
 
@@ -20,76 +24,6 @@ fn stdout(out: &Output) -> String {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
-
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn kill_and_wait_gone(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    wait_until(Duration::from_secs(10), || !alive(pid));
-}
-
-/// A session-leader sleep that is not our child.
-fn spawn_sleeper() -> i32 {
-    spawn_detached_sleep(1000)
-}
-
-/// A `sleep SECONDS` in its own session, not our child (double fork), with
-/// /dev/null on 0-2 and every other descriptor closed, so no socket or pipe
-/// another test thread is passing to a child leaks into it.
-fn spawn_detached_sleep(seconds: u32) -> i32 {
-    const LAUNCHER: &str = r#"
-import os, sys
-if os.fork():
-    os._exit(0)
-os.setsid()
-os.closerange(3, 1 << 16)
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(os.getpid()))
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-os.execv("/bin/sleep", ["sleep", sys.argv[2]])
-"#;
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("pid");
-    let status = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(LAUNCHER)
-        .arg(&pidfile)
-        .arg(seconds.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("/usr/bin/python3 is needed to launch test processes");
-    assert!(status.success());
-    let mut pid = 0;
-    assert!(wait_until(std::time::Duration::from_secs(5), || {
-        pid = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
-        pid != 0
-            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim() == "sleep")
-                .unwrap_or(false)
-    }));
-    pid
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use criu_dump::{dump, track, DumpOptions, FailPoint};
-use criu_image::{ImageDir, PagemapReader, PagemapTarget, PE_PARENT, PE_PRESENT};
+use criu_image::{ImageDir, PE_PARENT};
+use criu_test_util::images::PageKinds;
 
 const PAGE: u64 = 4096;
 
@@ -129,24 +130,11 @@ fn pre_dump(pid: i32, dir: &Path, parent: Option<&str>) -> criu_dump::DumpReport
     report
 }
 
-/// Per page of `pid`'s pagemap in `dir`: PE_PRESENT (data) or PE_PARENT.
+/// Per page of `pid`'s pagemap in `dir`: PE_PRESENT (data) or PE_PARENT
+/// (a hole carrying PE_PARENT only).
 fn page_kinds(dir: &Path, pid: i32) -> (BTreeSet<u64>, BTreeSet<u64>) {
-    let images = ImageDir::open(dir).unwrap();
-    let mut reader = PagemapReader::open(&images, PagemapTarget::Process(pid as u32))
-        .unwrap()
-        .unwrap();
-    let (mut data, mut parent) = (BTreeSet::new(), BTreeSet::new());
-    for run in reader.read_all().unwrap() {
-        let set = if run.flags & PE_PARENT != 0 {
-            assert_eq!(run.flags, PE_PARENT, "a hole carries PE_PARENT only");
-            &mut parent
-        } else {
-            assert!(run.flags & PE_PRESENT != 0);
-            &mut data
-        };
-        set.extend((0..run.nr_pages).map(|i| run.vaddr + i * PAGE));
-    }
-    (data, parent)
+    let kinds = PageKinds::read(dir, pid);
+    (kinds.data, kinds.parent)
 }
 
 fn in_range(pages: &BTreeSet<u64>, start: u64, end: u64) -> BTreeSet<u64> {

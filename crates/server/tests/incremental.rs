@@ -12,8 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use criu_image::{ImageDir, ImageKind, PagemapReader, PagemapTarget, PE_PARENT};
 use criu_proto::CriuReqType;
+use criu_test_util::images::{dump_stats, PageKinds};
+use criu_test_util::process::{alive, in_pause_and_untraced, DetachedCommand};
 
 const PAGE: u64 = 4096;
 const PAGES: u64 = 512;
@@ -49,24 +50,6 @@ while True:
     signal.pause()
 "#;
 
-/// Double-forks PROGRAM into its own session with stdout on a file.
-const LAUNCHER: &str = r#"
-import os, sys
-if os.fork():
-    os._exit(0)
-os.setsid()
-fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-os.dup2(fd, 1)
-null = os.open("/dev/null", os.O_RDWR)
-os.dup2(null, 0)
-os.dup2(null, 2)
-os.closerange(3, 1 << 16)
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(os.getpid()))
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-os.execv("/usr/bin/python3", ["python3", "-c", sys.argv[3], sys.argv[4], sys.argv[5]])
-"#;
-
 struct Program {
     pid: i32,
     out: PathBuf,
@@ -75,29 +58,18 @@ struct Program {
 }
 
 impl Program {
+    /// Starts PROGRAM detached (its own session, not our child) with its
+    /// stdout on a file.
     fn spawn(work: &Path) -> Self {
-        let pidfile = work.join("pid");
         let out = work.join("out.txt");
         let cmd = work.join("cmd");
-        let status = Command::new("/usr/bin/python3")
+        let pid = DetachedCommand::new("/usr/bin/python3")
             .arg("-c")
-            .arg(LAUNCHER)
-            .arg(&pidfile)
-            .arg(&out)
             .arg(PROGRAM)
             .arg(&cmd)
             .arg(PAGES.to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut pid = 0;
-        assert!(wait_until(Duration::from_secs(10), || {
-            pid = std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0);
-            pid != 0
-        }));
+            .stdout_to(&out)
+            .spawn();
         let mut region = 0;
         assert!(wait_until(Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
@@ -120,15 +92,8 @@ impl Program {
 
     /// In pause() and untraced.
     fn wait_idle(&self) {
-        let pid = self.pid;
         assert!(wait_until(Duration::from_secs(20), || {
-            let paused = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-                .map(|s| s.starts_with("34 "))
-                .unwrap_or(false);
-            let untraced = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .map(|s| s.contains("TracerPid:\t0\n"))
-                .unwrap_or(false);
-            paused && untraced
+            in_pause_and_untraced(self.pid)
         }));
     }
 
@@ -179,35 +144,8 @@ impl Program {
 /// Data pages and PE_PARENT pages of `pid`'s pagemap in `dir`, within
 /// [start, end).
 fn page_kinds(dir: &Path, pid: i32, start: u64, end: u64) -> (BTreeSet<u64>, BTreeSet<u64>) {
-    let images = ImageDir::open(dir).unwrap();
-    let mut reader = PagemapReader::open(&images, PagemapTarget::Process(pid as u32))
-        .unwrap()
-        .unwrap();
-    let (mut data, mut parent) = (BTreeSet::new(), BTreeSet::new());
-    for run in reader.read_all().unwrap() {
-        let set = if run.flags & PE_PARENT != 0 {
-            &mut parent
-        } else {
-            &mut data
-        };
-        set.extend(
-            (0..run.nr_pages)
-                .map(|i| run.vaddr + i * PAGE)
-                .filter(|a| (start..end).contains(a)),
-        );
-    }
-    (data, parent)
-}
-
-fn skipped_parent(dir: &Path) -> u64 {
-    let stats: criu_proto::StatsEntry = ImageDir::open(dir)
-        .unwrap()
-        .reader(ImageKind::StatsDump, 0)
-        .unwrap()
-        .next_entry()
-        .unwrap()
-        .unwrap();
-    stats.dump.unwrap().pages_skipped_parent
+    let kinds = PageKinds::read(dir, pid).within(start..end);
+    (kinds.data, kinds.parent)
 }
 
 fn pages(program: &Program, indexes: &[u64]) -> BTreeSet<u64> {
@@ -265,7 +203,7 @@ fn rpc_pre_dump_pre_dump_dump_writes_only_changes_and_restores() {
     let (data1, parent1) = page_kinds(&dirs[1], pid, start, end);
     assert_eq!(data1, pages(&program, &[3, 4]));
     assert_eq!(parent1.len() as u64, PAGES - 2);
-    assert!(skipped_parent(&dirs[1]) >= PAGES - 2);
+    assert!(dump_stats(&dirs[1]).pages_skipped_parent >= PAGES - 2);
 
     program.run("write 100 1");
     let resp = swrk.client.call(&rpc_dump_request(
@@ -279,10 +217,7 @@ fn rpc_pre_dump_pre_dump_dump_writes_only_changes_and_restores() {
     let (data2, parent2) = page_kinds(&dirs[2], pid, start, end);
     assert_eq!(data2, pages(&program, &[100]));
     assert_eq!(parent2.len() as u64, PAGES - 1);
-    assert!(wait_until(Duration::from_secs(10), || !Path::new(
-        &format!("/proc/{pid}")
-    )
-    .exists()));
+    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
 
     let swrk = Swrk::start();
     let mut req = request(CriuReqType::Restore);
@@ -364,10 +299,7 @@ fn cli_pre_dump_then_dump_with_prev_images_dir() {
             "{wanted:?} is not in dump.log:\n{log}"
         );
     }
-    assert!(wait_until(Duration::from_secs(10), || !Path::new(
-        &format!("/proc/{pid}")
-    )
-    .exists()));
+    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
     criu(&[
         "restore",
         "--no-default-config",

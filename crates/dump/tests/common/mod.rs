@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 use criu_dump::{dump, DumpError, DumpOptions, DumpReport};
 use criu_image::{ImageDir, ImageKind};
+use criu_test_util::process::in_pause_and_untraced;
+
+// Each test binary includes this module and uses a different subset.
+#[allow(unused_imports)]
+pub use criu_test_util::{images::dump_stats, process::alive};
 
 /// (bash: dash cannot close fds above 9.) Closes every fd above 2 (whatever the test runner leaked to us), then
 /// execs `setsid "$@"`.
@@ -71,11 +76,6 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Whether /proc/PID exists.
-pub fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// State letter from /proc/PID/stat.
@@ -201,22 +201,5 @@ pub fn compile_program(source: &str, out_dir: &Path) -> PathBuf {
 /// Waits until `pid` sleeps in pause() (syscall 34) and nobody traces it:
 /// its memory no longer changes, and a signal reaches its handler.
 pub fn wait_in_pause(pid: i32) {
-    wait_until(|| {
-        let in_pause = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-            .map(|s| s.starts_with("34 "))
-            .unwrap_or(false);
-        let untraced = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map(|s| s.contains("TracerPid:\t0\n"))
-            .unwrap_or(false);
-        in_pause && untraced
-    });
-}
-
-/// The `dump` part of the stats-dump image in `dir`.
-pub fn dump_stats(dir: &Path) -> criu_proto::DumpStatsEntry {
-    read_entries::<criu_proto::StatsEntry>(dir, ImageKind::StatsDump, 0)
-        .into_iter()
-        .next()
-        .and_then(|entry| entry.dump)
-        .expect("dump stats")
+    wait_until(|| in_pause_and_untraced(pid));
 }

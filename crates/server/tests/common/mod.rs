@@ -1,12 +1,13 @@
 //! Shared helpers: start the real `criu-server` binary (service or swrk) and
-//! talk raw SOCK_SEQPACKET protobuf to it.
+//! talk raw SOCK_SEQPACKET protobuf to it. The target-process helpers
+//! (detached sleepers, waiting, killing) are criu-test-util's, re-exported.
 #![allow(dead_code)]
 
 use std::io::Read as _;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criu_proto::{CriuOpts, CriuReq, CriuReqType, CriuResp};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -14,6 +15,12 @@ use nix::sys::socket::{
     connect, recv, send, socket, socketpair, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use prost::Message;
+
+// Each test binary includes this module and uses a different subset.
+#[allow(unused_imports)]
+pub use criu_test_util::process::{
+    kill_and_wait_gone, spawn_detached_sleep, spawn_detached_sleep_as, spawn_sleeper, wait_until,
+};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_criu-server");
 
@@ -246,87 +253,6 @@ pub fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()
-}
-
-/// Waits until `cond` holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
-
-/// A session-leader `sleep` to dump, not our child after setsid's fork
-/// (started through `setsid -f`), and its pid.
-pub fn spawn_sleeper() -> i32 {
-    spawn_detached_sleep(1000)
-}
-
-/// A `sleep SECONDS` in its own session, not our child (double fork), with
-/// /dev/null on 0-2 and every other descriptor closed, so no socket or pipe
-/// another test thread is passing to a child leaks into it.
-pub fn spawn_detached_sleep(seconds: u32) -> i32 {
-    spawn_detached_sleep_as(seconds, None)
-}
-
-/// Same, running as `uid`/`gid` when given.
-pub fn spawn_detached_sleep_as(seconds: u32, user: Option<u32>) -> i32 {
-    const LAUNCHER: &str = r#"
-import os, sys
-if os.fork():
-    os._exit(0)
-os.setsid()
-os.closerange(3, 1 << 16)
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(os.getpid()))
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-os.execv("/bin/sleep", ["sleep", sys.argv[2]])
-"#;
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("pid");
-    let mut command = std::process::Command::new("/usr/bin/python3");
-    if let Some(id) = user {
-        use std::os::unix::process::CommandExt;
-        command.uid(id).gid(id);
-        std::os::unix::fs::chown(dir.path(), Some(id), Some(id)).unwrap();
-    }
-    let status = command
-        .arg("-c")
-        .arg(LAUNCHER)
-        .arg(&pidfile)
-        .arg(seconds.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("/usr/bin/python3 is needed to launch test processes");
-    assert!(status.success());
-    let mut pid = 0;
-    assert!(wait_until(std::time::Duration::from_secs(5), || {
-        pid = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
-        pid != 0
-            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim() == "sleep")
-                .unwrap_or(false)
-    }));
-    pid
-}
-
-pub fn kill_and_wait_gone(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    wait_until(Duration::from_secs(10), || {
-        !Path::new(&format!("/proc/{pid}")).exists()
-    });
 }
 
 pub fn dir_fd(path: &Path) -> OwnedFd {
