@@ -30,6 +30,8 @@ pub mod inventory;
 mod kind;
 mod pagemap;
 mod reader;
+#[allow(unsafe_code)]
+mod sys;
 mod writer;
 
 pub use dir::{ImageDir, IMAGE_FILE_MODE, PARENT_LINK};
@@ -42,4 +44,4 @@ pub use pagemap::{
     PagemapWriter, PagesIdAllocator, PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT,
 };
 pub use reader::ImageReader;
-pub use writer::ImageWriter;
+pub use writer::{ImageWriter, MappedExtra};

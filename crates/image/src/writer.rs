@@ -7,7 +7,9 @@
 //! image and an aborted dump leaves no truncated ones.
 
 use std::fs::File;
-use std::io::{BufWriter, IoSlice, Write};
+use std::io::{BufWriter, IoSlice, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +29,38 @@ const WRITE_BUFFER: usize = 256 * 1024;
 /// Appends at least this large skip the write buffer (after flushing it): the
 /// extra copy costs more than the syscall it would save.
 const DIRECT_WRITE_MIN: usize = 128 * 1024;
+
+/// [`ImageWriter::append_mapped`] maps from offsets that are a multiple of this (the page size).
+const MAPPING_ALIGN: u64 = 4096;
+
+/// Bytes appended by [`ImageWriter::append_mapped`], mapped for the caller to fill. The mapping
+/// goes when this is dropped; it borrows the writer, so the image cannot be finished (renamed
+/// into place) while it is still being filled.
+pub struct MappedExtra<'w> {
+    map: memmap2::MmapMut,
+    _writer: PhantomData<&'w mut ImageWriter>,
+}
+
+impl std::fmt::Debug for MappedExtra<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedExtra")
+            .field("len", &self.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for MappedExtra<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl DerefMut for MappedExtra<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+}
 
 /// Distinguishes temporary names of writers in one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -145,7 +179,8 @@ impl ImageWriter {
         self.sink = match &self.target {
             None => Sink::Memory(Vec::new()),
             Some(target) => {
-                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
+                // Read and write: a shared mapping (`append_mapped`) needs a readable fd.
+                let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC;
                 let fd = openat(
                     &target.dir,
                     target.temp.as_str(),
@@ -230,6 +265,61 @@ impl ImageWriter {
     pub fn write_extra(&mut self, data: &[u8]) -> Result<(), ImageError> {
         self.ensure_created()?;
         self.put(data)
+    }
+
+    /// Appends `len` bytes to a file image and maps them writable, so that a caller filling many
+    /// megabytes (pages read with process_vm_readv) has the kernel copy straight into the file's
+    /// page cache: one copy instead of a copy into a buffer plus `write`, and on tmpfs several
+    /// threads can fill one file at once, where `write` holds the inode lock. The bytes read as
+    /// zeros until filled; whatever is written next goes after them.
+    ///
+    /// `None` (nothing appended) when `len` is 0, when the image is built in memory, when the
+    /// next byte is not at a page-aligned offset (a mapping starts on a page), or when the
+    /// filesystem has less room than `len` left: the caller writes instead. The last one because a
+    /// mapping cannot say ENOSPC: filling a page the filesystem has no room for fails as a fault
+    /// (EFAULT from the kernel copy), far from the cause, where `write` fails clearly.
+    pub fn append_mapped(&mut self, len: usize) -> Result<Option<MappedExtra<'_>>, ImageError> {
+        if len == 0 {
+            return Ok(None);
+        }
+        self.ensure_created()?;
+        if self.offset % MAPPING_ALIGN != 0 {
+            return Ok(None);
+        }
+        let file_label = self.file.clone();
+        let Sink::File(out) = &mut self.sink else {
+            return Ok(None);
+        };
+        let io_err = |op, source| ImageError::Io {
+            file: file_label.clone(),
+            op,
+            source,
+        };
+        let start = self.offset;
+        let end = start
+            .checked_add(len as u64)
+            .ok_or_else(|| io_err("append_mapped", errno_io(Errno::EFBIG)))?;
+        out.flush().map_err(|source| io_err("write", source))?;
+        let file = out.get_mut();
+        let room = nix::sys::statvfs::fstatvfs(&*file)
+            .map_err(|errno| io_err("fstatvfs", errno_io(errno)))?;
+        // A tmpfs mounted without a size limit reports no blocks at all.
+        let limited = room.blocks() != 0;
+        let available = room.blocks_available().saturating_mul(room.fragment_size());
+        if limited && available < len as u64 {
+            return Ok(None);
+        }
+        file.set_len(end)
+            .map_err(|source| io_err("ftruncate", source))?;
+        file.seek(SeekFrom::Start(end))
+            .map_err(|source| io_err("seek", source))?;
+        let map = crate::sys::map_shared_writable(file, start, len)
+            .map_err(|source| io_err("mmap", source))?;
+        self.offset = end;
+        Ok(Some(MappedExtra {
+            map,
+            _writer: PhantomData,
+        }))
     }
 
     /// Appends several buffers; large ones go to the kernel in one `writev`

@@ -450,3 +450,106 @@ fn global_kinds_reject_ids() {
         "FILES images have no id in their file name, but id 3 was given"
     );
 }
+
+/// A raw image can be grown by a mapped region that the caller fills in place; writes before and
+/// after it land around it, and the file is published only by finish.
+#[test]
+fn mapped_appends_sit_between_writes_in_a_raw_image() {
+    let (tmp, dir) = temp_dir();
+    let mut writer = dir.writer(ImageKind::Pages, 1).unwrap();
+    writer.write_extra(&[1u8; 4096]).unwrap();
+    {
+        let mut mapped = writer
+            .append_mapped(3 * 4096)
+            .unwrap()
+            .expect("a file image at a page-aligned offset maps");
+        assert_eq!(mapped.len(), 3 * 4096);
+        assert!(mapped.iter().all(|&byte| byte == 0), "reads as zeros");
+        mapped[..4096].fill(2);
+        mapped[2 * 4096..].fill(3);
+    }
+    assert_eq!(writer.offset(), 4 * 4096);
+    writer.write_extra(&[4u8; 4096]).unwrap();
+    assert!(!tmp.path().join("pages-1.img").exists());
+    writer.finish().unwrap();
+
+    let bytes = std::fs::read(tmp.path().join("pages-1.img")).unwrap();
+    let expected: Vec<u8> = [1u8, 2, 0, 3, 4]
+        .iter()
+        .flat_map(|&value| [value; 4096])
+        .collect();
+    assert_eq!(bytes, expected);
+}
+
+/// Where a mapping cannot start (not on a page) or there is no file, nothing is appended and the
+/// caller is told to write instead; an unfinished image with a mapped region still disappears.
+#[test]
+fn mapped_appends_decline_without_a_page_aligned_file_offset() {
+    let (tmp, dir) = temp_dir();
+    let mut in_memory = ImageWriter::in_memory(ImageKind::Pages);
+    assert!(in_memory.append_mapped(4096).unwrap().is_none());
+    assert_eq!(in_memory.offset(), 0);
+
+    // Magics (8 bytes) put the next byte off the page.
+    let mut framed = dir.writer(ImageKind::PipesData, 0).unwrap();
+    framed.ensure_created().unwrap();
+    let before = framed.offset();
+    assert!(framed.append_mapped(4096).unwrap().is_none());
+    assert_eq!(framed.offset(), before);
+    drop(framed);
+
+    let mut pages = dir.writer(ImageKind::Pages, 2).unwrap();
+    assert!(pages.append_mapped(0).unwrap().is_none());
+    pages.append_mapped(4096).unwrap().unwrap().fill(9);
+    drop(pages);
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary file left behind: {leftovers:?}"
+    );
+}
+
+/// A tmpfs mounted on a directory for one test, detached when dropped.
+struct TmpfsMount<'p>(&'p std::path::Path);
+
+impl<'p> TmpfsMount<'p> {
+    fn new(path: &'p std::path::Path, options: &str) -> Self {
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(options),
+        )
+        .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", path.display()));
+        TmpfsMount(path)
+    }
+}
+
+impl Drop for TmpfsMount<'_> {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Without room for the whole mapping nothing is mapped, so the caller writes and gets ENOSPC
+/// from `write`, instead of a fill that faults half way with EFAULT.
+#[test]
+fn mapped_appends_decline_when_the_filesystem_lacks_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _mount = TmpfsMount::new(tmp.path(), "size=256k");
+    let dir = ImageDir::open(tmp.path()).unwrap();
+    let mut pages = dir.writer(ImageKind::Pages, 1).unwrap();
+    assert!(pages.append_mapped(1 << 20).unwrap().is_none());
+    assert_eq!(pages.offset(), 0);
+    pages
+        .append_mapped(64 << 10)
+        .unwrap()
+        .expect("64 KiB fit in 256 KiB")
+        .fill(7);
+    let error = pages.write_extra(&vec![1u8; 1 << 20]).unwrap_err();
+    assert!(
+        error.to_string().contains("No space left on device"),
+        "{error}"
+    );
+}

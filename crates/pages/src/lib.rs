@@ -52,7 +52,9 @@ mod shmem;
 mod sys;
 mod vma;
 
-pub use reader::{Hole, PageReader, PageSink, ReadError, ReadStats, ReaderOptions, VecSink};
+pub use reader::{
+    Hole, PageReader, PageSink, ReadError, ReadStats, ReaderOptions, VecSink, MAX_FILL_WORKERS,
+};
 pub use scan::{
     category, intersect_ranges, present_ranges, present_ranges_with, subtract_ranges,
     written_ranges, zero_page_pfn, PageRange, Pagemap, ScanError, ScanMethod,

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use std::time::{Duration, Instant};
@@ -69,6 +70,9 @@ pub enum ReadError {
     /// The chunk size is smaller than a page or not a multiple of it.
     #[error("chunk size {0} is not a non-zero multiple of the page size")]
     BadChunkSize(usize),
+    /// [`PageReader::read_into`] got a destination of another size than the ranges.
+    #[error("the ranges hold {ranges} bytes but the destination has room for {destination}")]
+    DestinationSize { ranges: u64, destination: usize },
 }
 
 /// Where dumped pages go: image files, a page server, a test buffer.
@@ -317,28 +321,96 @@ impl PageReader {
         ranges: &[PageRange],
         sink: &mut dyn PageSink,
     ) -> Result<ReadStats, ReadError> {
-        for range in ranges {
-            let valid = range.start % PAGE_SIZE == 0
-                && range.nr_pages != 0
-                && range
-                    .nr_pages
-                    .checked_mul(PAGE_SIZE)
-                    .and_then(|len| range.start.checked_add(len))
-                    .is_some();
-            if !valid {
-                return Err(ReadError::BadRange {
-                    start: range.start,
-                    nr_pages: range.nr_pages,
-                });
-            }
-        }
-        let total_bytes: u64 = ranges.iter().map(PageRange::len_bytes).sum();
+        let total_bytes = check_ranges(ranges)?;
         // A single batch has nothing to overlap with; skip the thread.
         if self.options.pipelined && total_bytes > self.options.chunk_bytes as u64 {
             self.read_pipelined(ranges, sink)
         } else {
             self.read_serial(ranges, sink)
         }
+    }
+
+    /// Reads every page of `ranges` (sorted) into `destination`, which holds exactly their bytes
+    /// back to back, in chunks of `chunk_bytes` shared out among worker threads: one per CPU (at
+    /// most [`MAX_FILL_WORKERS`]) when pipelined, else the calling thread alone.
+    ///
+    /// This is for a destination whose filling is the expensive part: a shared mapping of an
+    /// image file on tmpfs (`criu_image::ImageWriter::append_mapped`), where the kernel allocates
+    /// the file's pages as process_vm_readv copies into them, on every worker at once, instead of
+    /// one `write` at a time under the file's lock. On error, part of `destination` may be filled.
+    pub fn read_into(
+        &self,
+        ranges: &[PageRange],
+        destination: &mut [u8],
+    ) -> Result<ReadStats, ReadError> {
+        let total_bytes = check_ranges(ranges)?;
+        if total_bytes != destination.len() as u64 {
+            return Err(ReadError::DestinationSize {
+                ranges: total_bytes,
+                destination: destination.len(),
+            });
+        }
+        let mut jobs = Vec::new();
+        let mut rest = destination;
+        for batch in Batches::new(ranges, self.options.chunk_bytes) {
+            let (slot, tail) = std::mem::take(&mut rest).split_at_mut(batch.bytes);
+            jobs.push((batch, slot));
+            rest = tail;
+        }
+        let workers = if self.options.pipelined {
+            std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .clamp(1, MAX_FILL_WORKERS)
+                .min(jobs.len())
+        } else {
+            1
+        };
+        let queue = Mutex::new(jobs.into_iter());
+        let failed = AtomicBool::new(false);
+        let results: Vec<Result<ReadStats, ReadError>> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..workers)
+                .map(|_| scope.spawn(|| self.fill_jobs(&queue, &failed)))
+                .collect();
+            let mut results = vec![self.fill_jobs(&queue, &failed)];
+            results.extend(helpers.into_iter().map(|helper| {
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }));
+            results
+        });
+        let mut stats = ReadStats::default();
+        for result in results {
+            let part = result?;
+            stats.pages += part.pages;
+            stats.pvr_calls += part.pvr_calls;
+            stats.mem_fallback_pages += part.mem_fallback_pages;
+            stats.batches += part.batches;
+        }
+        Ok(stats)
+    }
+
+    /// One worker of [`PageReader::read_into`]: fills the next job of `queue` until none is
+    /// left or a worker failed.
+    fn fill_jobs<'d>(
+        &self,
+        queue: &Mutex<impl Iterator<Item = (Batch, &'d mut [u8])>>,
+        failed: &AtomicBool,
+    ) -> Result<ReadStats, ReadError> {
+        let mut stats = ReadStats::default();
+        while !failed.load(Ordering::Relaxed) {
+            let Some((batch, slot)) = queue.lock().map(|mut jobs| jobs.next()).unwrap_or(None)
+            else {
+                break;
+            };
+            if let Err(error) = self.fill(&batch, slot, &mut stats) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(error);
+            }
+            stats.pages += batch.bytes as u64 / PAGE_SIZE;
+            stats.batches += 1;
+        }
+        Ok(stats)
     }
 
     fn take_buffer(&self) -> Vec<u8> {
@@ -521,6 +593,31 @@ impl PageReader {
         debug_assert_eq!(filled, batch.bytes);
         Ok(())
     }
+}
+
+/// Most threads [`PageReader::read_into`] fills with: past the point where the page allocator and
+/// memory bandwidth, not the number of copiers, limit it.
+pub const MAX_FILL_WORKERS: usize = 4;
+
+/// Checks that every range is page aligned, not empty and does not wrap; returns their bytes.
+fn check_ranges(ranges: &[PageRange]) -> Result<u64, ReadError> {
+    let mut total: u64 = 0;
+    for range in ranges {
+        let len = range.nr_pages.checked_mul(PAGE_SIZE);
+        let valid = range.start % PAGE_SIZE == 0
+            && range.nr_pages != 0
+            && len.and_then(|len| range.start.checked_add(len)).is_some();
+        match len.and_then(|len| total.checked_add(len)) {
+            Some(sum) if valid => total = sum,
+            _ => {
+                return Err(ReadError::BadRange {
+                    start: range.start,
+                    nr_pages: range.nr_pages,
+                })
+            }
+        }
+    }
+    Ok(total)
 }
 
 fn deliver(

@@ -573,3 +573,87 @@ fn page_reader_batches_more_ranges_than_one_iovec_array_holds() {
         }
     }
 }
+
+/// `read_into` fills one destination with the same bytes, in the same order, as `read` hands to a
+/// sink, whether one thread or several share the chunks, PROT_NONE pages included.
+#[test]
+fn read_into_fills_the_destination_exactly_as_read_delivers() {
+    let testee = Testee::layout();
+    let pid = testee.pid();
+    let vmas = read_vmas(pid).unwrap();
+    let ranges = present_ranges(pid, &vmas).unwrap();
+    let (sink, _) = read_all(pid, &ranges, ReaderOptions::default());
+    let expected: Vec<u8> = sink
+        .runs
+        .iter()
+        .flat_map(|(_, data)| data.iter().copied())
+        .collect();
+    let total: u64 = ranges.iter().map(|range| range.nr_pages).sum();
+
+    for options in [
+        ReaderOptions::default(),
+        ReaderOptions {
+            chunk_bytes: 3 * PAGE as usize,
+            pipelined: true,
+        },
+        ReaderOptions {
+            chunk_bytes: 2 * PAGE as usize,
+            pipelined: false,
+        },
+    ] {
+        let reader = PageReader::with_options(pid, options).unwrap();
+        let mut destination = vec![0xeeu8; expected.len()];
+        let stats = reader.read_into(&ranges, &mut destination).unwrap();
+        assert_eq!(stats.pages, total, "{options:?}");
+        assert_eq!(stats.mem_fallback_pages, 2, "the two PROT_NONE pages");
+        assert_eq!(
+            stats.batches,
+            total.div_ceil(options.chunk_bytes as u64 / PAGE),
+            "one job per chunk: {options:?}"
+        );
+        if let Some(at) = (0..expected.len()).find(|&at| destination[at] != expected[at]) {
+            panic!("{options:?}: byte {at} of the destination differs from read()'s");
+        }
+    }
+}
+
+/// A destination of the wrong size is refused before anything is read; an unreadable page in
+/// the middle fails the whole fill, from any worker, without hanging the others.
+#[test]
+fn read_into_refuses_a_wrong_destination_and_reports_unreadable_pages() {
+    let testee = Testee::layout();
+    let pid = testee.pid();
+    let vmas = read_vmas(pid).unwrap();
+    let ranges = present_ranges(pid, &vmas).unwrap();
+    let total: u64 = ranges.iter().map(|range| range.len_bytes()).sum();
+    let reader = PageReader::with_options(
+        pid,
+        ReaderOptions {
+            chunk_bytes: PAGE as usize,
+            pipelined: true,
+        },
+    )
+    .unwrap();
+    let mut short = vec![0u8; total as usize - PAGE as usize];
+    match reader.read_into(&ranges, &mut short) {
+        Err(ReadError::DestinationSize {
+            ranges: bytes,
+            destination,
+        }) => assert_eq!((bytes, destination), (total, short.len())),
+        other => panic!("expected DestinationSize, got {other:?}"),
+    }
+
+    let hole = vmas
+        .windows(2)
+        .find(|pair| pair[1].start - pair[0].end >= PAGE)
+        .map(|pair| pair[0].end)
+        .unwrap();
+    let mut with_hole: Vec<PageRange> = ranges.clone();
+    with_hole.push(PageRange::new(hole, 1));
+    with_hole.sort_by_key(|range| range.start);
+    let mut destination = vec![0u8; total as usize + PAGE as usize];
+    match reader.read_into(&with_hole, &mut destination) {
+        Err(ReadError::Unreadable { addr, .. }) => assert_eq!(addr, hole),
+        other => panic!("expected Unreadable at {hole:#x}, got {other:?}"),
+    }
+}
