@@ -5,7 +5,9 @@
 //! `limits.rs`), each measured at the workload's size right before the run it judges
 //! ([`measure_dump_bound`] says why); the limits table also shows them measured once at 1 GiB at the
 //! start. A dump that kills the tree also waits for it to die, as CRIU does, so its bound adds the
-//! kernel's teardown of a process holding that much memory.
+//! kernel's teardown of a process holding that much memory. Each dump's memory phase (stats-dump
+//! memdump_time, which CRIU fills too) is also judged against the write alone: the data path without
+//! the fixed costs around it.
 //! Results go to stdout as a Markdown table and to `target/bench/bench.json`.
 //! `--quick` runs a 256 MiB smoke version; `--only TEXT` keeps the rows whose name contains TEXT.
 //! With `CRIU_PEER=/path/to/criu` (a CRIU that runs on this kernel) every dump/restore row is also run
@@ -38,6 +40,8 @@ struct Workload {
 #[derive(Default)]
 struct EngineTimes {
     dump_seconds: Vec<f64>,
+    /// Each dump's memory phase (stats-dump memdump_time): finding, reading and storing the pages.
+    memdump_seconds: Vec<f64>,
     restore_seconds: Vec<f64>,
     frozen_ms: Vec<f64>,
     /// The same with a pre-dump first (the final dump writes only what changed since): frozen ms
@@ -89,6 +93,17 @@ impl EngineTimes {
             .map(|bound| bound.tmpfs_write_seconds)
             .collect();
         Self::paired_ratio(&self.dump_seconds, &bounds)
+    }
+
+    /// The memory phase alone against the tmpfs write: how close the data path comes to the machine's
+    /// limit, without the fixed costs around it (starting, freezing, the other images, the exit).
+    fn memdump_ratio_to_write(&self) -> Option<f64> {
+        let bounds: Vec<f64> = self
+            .dump_bounds
+            .iter()
+            .map(|bound| bound.tmpfs_write_seconds)
+            .collect();
+        Self::paired_ratio(&self.memdump_seconds, &bounds)
     }
 
     /// Against the tmpfs write plus the exit teardown the dump waits for.
@@ -219,7 +234,8 @@ fn measure(
 ) -> EngineTimes {
     let mut times = EngineTimes::default();
     for run in 0..RUNS {
-        if let Err(error) = one_round(criu, workload_bin, workload, scratch, run, &mut times) {
+        if let Err(error) = one_round(criu, crit, workload_bin, workload, scratch, run, &mut times)
+        {
             times.error = Some(error);
             return times;
         }
@@ -243,6 +259,7 @@ fn measure(
 
 fn one_round(
     criu: &Path,
+    crit: &Path,
     workload_bin: &Path,
     workload: &Workload,
     scratch: &Path,
@@ -279,6 +296,12 @@ fn one_round(
     // hold their pids as zombies until we reap them, which the restore needs free.
     reap_children(Duration::from_secs(10));
     times.dump_seconds.push(dump_elapsed.as_secs_f64());
+    if workload.bytes > 0 {
+        let stats = dump_stats(crit, &images)?;
+        times
+            .memdump_seconds
+            .push(stats_field(&stats, "memdump_time")? as f64 / 1e6);
+    }
 
     if workload.bytes > 0 {
         // Best of two: see WARM_BOUND_RUNS.
@@ -395,25 +418,34 @@ fn frozen_time(
     let _ = child.wait();
     reap_children(Duration::from_secs(10));
     dumped?;
+    let stats = dump_stats(crit, &images);
+    let _ = std::fs::remove_dir_all(&images);
+    let _ = std::fs::remove_dir_all(&parent);
+    let stats = stats?;
+    let frozen_ms = stats_field(&stats, "frozen_time")? as f64 / 1e3;
+    Ok((frozen_ms, stats_field(&stats, "pages_written")?))
+}
+
+/// The `dump` entry of `images`' stats-dump, decoded by crit.
+fn dump_stats(crit: &Path, images: &Path) -> Result<serde_json::Value, String> {
     let output = Command::new(crit)
         .args(["decode", "-i"])
         .arg(images.join("stats-dump"))
         .output()
         .map_err(|error| format!("cannot run crit: {error}"))?;
-    let _ = std::fs::remove_dir_all(&images);
-    let _ = std::fs::remove_dir_all(&parent);
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+    let mut json: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|error| format!("crit decode of stats-dump gave no JSON: {error}"))?;
-    let frozen_ms = json
-        .pointer("/entries/0/dump/frozen_time")
-        .and_then(serde_json::Value::as_f64)
-        .map(|micros| micros / 1e3)
-        .ok_or_else(|| "stats-dump has no dump.frozen_time".to_owned())?;
-    let pages_written = json
-        .pointer("/entries/0/dump/pages_written")
+    json.pointer_mut("/entries/0/dump")
+        .map(serde_json::Value::take)
+        .ok_or_else(|| "stats-dump has no dump entry".to_owned())
+}
+
+/// A numeric field of a stats-dump `dump` entry.
+fn stats_field(stats: &serde_json::Value, field: &str) -> Result<u64, String> {
+    stats
+        .get(field)
         .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| "stats-dump has no dump.pages_written".to_owned())?;
-    Ok((frozen_ms, pages_written))
+        .ok_or_else(|| format!("stats-dump has no dump.{field}"))
 }
 
 fn start_workload(
@@ -558,13 +590,22 @@ fn render_markdown(
         ) {
             (Some(to_write), Some(to_bound)) if bytes > 0.0 => {
                 let bounds = &row.ours.dump_bounds;
-                format!(
+                let mut cell = format!(
                     "{:.0}% of write {:.3} s; {:.0}% of write + exit {:.3} s",
                     100.0 * to_write,
                     median(bounds.iter().map(|b| b.tmpfs_write_seconds).collect()),
                     100.0 * to_bound,
                     median(bounds.iter().map(|b| b.exit_seconds).collect()),
-                )
+                );
+                if let Some(memdump) = row.ours.memdump_ratio_to_write() {
+                    let _ = write!(
+                        cell,
+                        "; memory phase {:.3} s = {:.0}% of write",
+                        median(row.ours.memdump_seconds.clone()),
+                        100.0 * memdump
+                    );
+                }
+                cell
             }
             _ => "–".to_owned(),
         };
@@ -660,6 +701,7 @@ fn render_json(
     let engine = |times: &EngineTimes| {
         serde_json::json!({
             "dump_seconds": times.dump_seconds,
+            "memdump_seconds": times.memdump_seconds,
             "restore_seconds": times.restore_seconds,
             "frozen_ms": times.frozen_ms,
             "after_pre_dump": match &times.after_pre_dump {

@@ -220,6 +220,13 @@ pub struct DumpReport {
     pub pages_scanned: u64,
     /// Pages left in the parent images (PE_PARENT entries).
     pub pages_skipped_parent: u64,
+    /// Time spent dumping private memory, all processes together (stats-dump memdump_time).
+    pub memdump_time: Duration,
+    /// The part of it spent storing pages (stats-dump memwrite_time).
+    pub memwrite_time: Duration,
+    /// Pages read straight into a mapping of their pages image instead of written (large dumps
+    /// to tmpfs); part of `pages_written`.
+    pub pages_filled_in_place: u64,
 }
 
 /// Why a dump failed.
@@ -620,10 +627,10 @@ fn dump_inner(
     drop(repaired);
 
     let stats = DumpStatsEntry {
-        freezing_time: freezing_time.as_micros() as u32,
-        frozen_time: frozen_time.as_micros() as u32,
-        memdump_time: 0,
-        memwrite_time: 0,
+        freezing_time: saturating_micros(freezing_time),
+        frozen_time: saturating_micros(frozen_time),
+        memdump_time: saturating_micros(counters.memdump),
+        memwrite_time: saturating_micros(counters.memwrite),
         pages_scanned: counters.scanned,
         pages_skipped_parent: counters.skipped_parent,
         pages_written: counters.written,
@@ -643,6 +650,9 @@ fn dump_inner(
         pages_written: counters.written,
         pages_scanned: counters.scanned,
         pages_skipped_parent: counters.skipped_parent,
+        memdump_time: counters.memdump,
+        memwrite_time: counters.memwrite,
+        pages_filled_in_place: counters.filled_in_place,
     })
 }
 
@@ -658,6 +668,12 @@ fn parent_tracking(opts: &DumpOptions) -> track::Tracking {
         return track::Tracking::new();
     }
     track::Tracking::from_parent_keeper(&opts.images)
+}
+
+/// A stats-dump time field: microseconds in a u32, as CRIU stores them; a dump frozen for more than
+/// 71 minutes reads as the maximum instead of wrapping to a small number.
+fn saturating_micros(duration: std::time::Duration) -> u32 {
+    u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// One line on what was frozen and how long freezing took.
@@ -754,10 +770,10 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     inventory::write_inventory(&opts.images, &inv)?;
     let counters = ctx.pages;
     let stats = DumpStatsEntry {
-        freezing_time: freezing_time.as_micros() as u32,
-        frozen_time: frozen_time.as_micros() as u32,
-        memdump_time: 0,
-        memwrite_time: 0,
+        freezing_time: saturating_micros(freezing_time),
+        frozen_time: saturating_micros(frozen_time),
+        memdump_time: saturating_micros(counters.memdump),
+        memwrite_time: saturating_micros(counters.memwrite),
         pages_scanned: counters.scanned,
         pages_skipped_parent: counters.skipped_parent,
         pages_written: counters.written,
@@ -780,6 +796,9 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
         pages_written: counters.written,
         pages_scanned: counters.scanned,
         pages_skipped_parent: counters.skipped_parent,
+        memdump_time: counters.memdump,
+        memwrite_time: counters.memwrite,
+        pages_filled_in_place: counters.filled_in_place,
     })
 }
 

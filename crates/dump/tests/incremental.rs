@@ -251,6 +251,56 @@ fn pre_dump_chain_writes_only_written_pages_and_restores() {
     assert_eq!(lines, vec!["intact".to_owned()]);
 }
 
+/// Images on tmpfs with more than `MAPPED_FILL_MIN` of pages: the pages image is filled in place
+/// through a mapping (by several threads) instead of written, the pagemap comes out as from a dump
+/// written with `write` to a disk directory, and the process restores with its memory intact.
+#[test]
+fn a_large_dump_to_tmpfs_fills_its_pages_image_in_place_and_restores_intact() {
+    let work = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let program = Program::spawn(work.path(), 8192);
+    let pid = program.pid;
+    let region_bytes = program.pages * PAGE;
+    assert!(region_bytes > criu_dump::pagepipe::MAPPED_FILL_MIN as u64);
+
+    let on_disk = images_dir(work.path(), "disk");
+    let mut opts = DumpOptions::new(pid, ImageDir::open(&on_disk).unwrap());
+    opts.leave_running = true;
+    let written = dump(&opts, &mut |_, _| Ok(())).expect("leave-running dump to disk");
+    assert_eq!(written.pages_filled_in_place, 0, "not on tmpfs: written");
+    wait_in_pause(pid);
+
+    let on_tmpfs = images_dir(shm.path(), "tmpfs");
+    let filled = dump(
+        &DumpOptions::new(pid, ImageDir::open(&on_tmpfs).unwrap()),
+        &mut |_, _| Ok(()),
+    )
+    .expect("dump to tmpfs");
+    assert_eq!(filled.pages_filled_in_place, filled.pages_written);
+    assert_eq!(filled.pages_written, written.pages_written);
+    assert_eq!(page_kinds(&on_tmpfs, pid), page_kinds(&on_disk, pid));
+    let pages_file = |dir: &Path| std::fs::metadata(dir.join("pages-1.img")).unwrap().len();
+    assert_eq!(pages_file(&on_tmpfs), filled.pages_written * PAGE);
+    assert_eq!(pages_file(&on_tmpfs), pages_file(&on_disk));
+
+    let mut child = program;
+    let _ = child.child.wait();
+    wait_until(|| !alive(pid));
+    criu_restore::restore(
+        &criu_restore::RestoreOptions::new(ImageDir::open(&on_tmpfs).unwrap()),
+        &mut |_, _| Ok(()),
+    )
+    .expect("restore from tmpfs");
+    let result = std::panic::catch_unwind(|| child.run("check"));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let lines = result.expect("the restored process answers");
+    assert_eq!(lines, vec!["intact".to_owned()]);
+}
+
 /// A parent without a keeper (here: a plain dump's directory) gives a full
 /// dump, not an error; a failed pre-dump leaves no keeper and the process
 /// running untraced.

@@ -76,3 +76,34 @@ fn sleep_dump_has_criu_image_set_and_kills_the_task() {
     assert_eq!(report.pages_written * 4096, pages_bytes);
     assert!(pages_bytes > 0);
 }
+
+/// stats-dump says, as CRIU's does, how long the memory took (memdump_time) and how much of that
+/// was storing it (memwrite_time): the figures `cargo xtask bench` judges the data path by.
+#[test]
+fn stats_dump_times_the_memory_phase_within_the_frozen_time() {
+    let child = spawn_sleeper();
+    let pid = child.id() as i32;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dump_to(pid, dir.path(), |_| {}).expect("dump");
+    reap(child);
+    wait_until(|| !alive(pid));
+
+    let stats = crit_entries(dir.path(), "stats-dump");
+    let micros = |field: &str| {
+        stats[0]["dump"][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("stats-dump has no dump.{field}: {}", stats[0]))
+    };
+    let (memdump, memwrite, frozen) = (
+        micros("memdump_time"),
+        micros("memwrite_time"),
+        micros("frozen_time"),
+    );
+    assert!(memwrite > 0, "memwrite_time {memwrite}");
+    assert!(
+        memwrite <= memdump && memdump <= frozen,
+        "memwrite {memwrite} <= memdump {memdump} <= frozen {frozen} µs"
+    );
+    assert_eq!(report.memdump_time.as_micros() as u64, memdump);
+    assert_eq!(report.memwrite_time.as_micros() as u64, memwrite);
+}
