@@ -563,6 +563,7 @@ fn dump_inner(
         time_ns: None,
         tracking,
         track_new: false,
+        unmapping: Default::default(),
     };
     ctx.tracking.retain_pids(&tree.pids());
     ctx.files.unix.service_ino = opts.service_socket_ino;
@@ -740,6 +741,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
         tracking,
         // A page server keeps the pages elsewhere: no tracking against them.
         track_new: opts.page_server.is_none(),
+        unmapping: Default::default(),
     };
     ctx.tracking.retain_pids(&tree.pids());
     let result = (|| -> Result<(), DumpError> {

@@ -276,6 +276,15 @@ fn a_large_dump_to_tmpfs_fills_its_pages_image_in_place_and_restores_intact() {
         &mut |_, _| Ok(()),
     )
     .expect("dump to tmpfs");
+    let unmapping: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "criu-unmap")
+        .collect();
+    assert!(
+        unmapping.is_empty(),
+        "the mapping is unmapped by the time the dump returns"
+    );
     assert_eq!(filled.pages_filled_in_place, filled.pages_written);
     assert_eq!(filled.pages_written, written.pages_written);
     assert_eq!(page_kinds(&on_tmpfs, pid), page_kinds(&on_disk, pid));

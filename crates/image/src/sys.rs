@@ -11,11 +11,13 @@ pub(crate) fn map_shared_writable(
     offset: u64,
     len: usize,
 ) -> io::Result<memmap2::MmapMut> {
-    // SAFETY: memmap2 requires that nobody else changes the file's size or contents while it is
-    // mapped. The file is the writer's private temporary (a hidden `.NAME.PID-N.part` created
-    // with O_TRUNC in the images directory, renamed into place only by `finish`, after every
-    // mapping of it is gone: `MappedExtra` borrows the writer mutably), and it is sized to cover
-    // the whole mapping before this call, so no access through the mapping is past its end.
+    // SAFETY: memmap2 requires that nobody else changes the file's size or contents while the
+    // mapping is accessed. The file is the writer's private temporary (a hidden
+    // `.NAME.PID-N.part` created with O_TRUNC in the images directory), sized to cover the whole
+    // mapping before this call, and only ever grown; while the bytes are accessible
+    // (`MappedExtra`) the writer is mutably borrowed, so it cannot be written or finished. Once
+    // `into_unmapper` gave up that access, the mapping is only unmapped, never read or written,
+    // so what happens to the file afterwards cannot be observed through it.
     unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)

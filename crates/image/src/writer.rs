@@ -49,6 +49,28 @@ impl std::fmt::Debug for MappedExtra<'_> {
     }
 }
 
+impl MappedExtra<'_> {
+    /// Gives up access to the bytes (filled by now) and keeps only the mapping, which goes when the
+    /// returned value is dropped, possibly on another thread: unmapping is not free (about 85 ns a
+    /// page here, 90 ms for 4 GiB) and need not hold up what comes next. The image may be finished
+    /// meanwhile: nothing reads or writes through the mapping any more.
+    pub fn into_unmapper(self) -> Unmapper {
+        Unmapper(self.map)
+    }
+}
+
+/// A mapping of image bytes that nobody accesses any more, unmapped when dropped
+/// ([`MappedExtra::into_unmapper`]).
+pub struct Unmapper(memmap2::MmapMut);
+
+impl std::fmt::Debug for Unmapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unmapper")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
 impl Deref for MappedExtra<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
