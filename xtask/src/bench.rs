@@ -85,25 +85,23 @@ impl EngineTimes {
         Some(Rate::from_samples(ratios).median)
     }
 
-    /// Against the tmpfs write alone: the figure the dump target (>= 90%) is stated in.
-    fn dump_ratio_to_write(&self) -> Option<f64> {
-        let bounds: Vec<f64> = self
-            .dump_bounds
+    /// The tmpfs-write part of each run's bound.
+    fn write_bounds(&self) -> Vec<f64> {
+        self.dump_bounds
             .iter()
             .map(|bound| bound.tmpfs_write_seconds)
-            .collect();
-        Self::paired_ratio(&self.dump_seconds, &bounds)
+            .collect()
+    }
+
+    /// Against the tmpfs write alone: the figure the dump target (>= 90%) is stated in.
+    fn dump_ratio_to_write(&self) -> Option<f64> {
+        Self::paired_ratio(&self.dump_seconds, &self.write_bounds())
     }
 
     /// The memory phase alone against the tmpfs write: how close the data path comes to the machine's
     /// limit, without the fixed costs around it (starting, freezing, the other images, the exit).
     fn memdump_ratio_to_write(&self) -> Option<f64> {
-        let bounds: Vec<f64> = self
-            .dump_bounds
-            .iter()
-            .map(|bound| bound.tmpfs_write_seconds)
-            .collect();
-        Self::paired_ratio(&self.memdump_seconds, &bounds)
+        Self::paired_ratio(&self.memdump_seconds, &self.write_bounds())
     }
 
     /// Against the tmpfs write plus the exit teardown the dump waits for.
@@ -593,7 +591,7 @@ fn render_markdown(
                 let mut cell = format!(
                     "{:.0}% of write {:.3} s; {:.0}% of write + exit {:.3} s",
                     100.0 * to_write,
-                    median(bounds.iter().map(|b| b.tmpfs_write_seconds).collect()),
+                    median(row.ours.write_bounds()),
                     100.0 * to_bound,
                     median(bounds.iter().map(|b| b.exit_seconds).collect()),
                 );

@@ -232,16 +232,22 @@ fn pre_dump_chain_writes_only_written_pages_and_restores() {
         "{pagemap:?}"
     );
 
-    let mut child = program;
-    let _ = child.child.wait();
+    restore_and_check(program, &d3);
+}
+
+/// Waits for the (killed) program to be gone, restores it from `dir` with the same pid, and has
+/// the restored process check its memory ("intact"); kills and reaps it afterwards.
+fn restore_and_check(mut program: Program, dir: &Path) {
+    let pid = program.pid;
+    let _ = program.child.wait();
     wait_until(|| !alive(pid));
     let restored = criu_restore::restore(
-        &criu_restore::RestoreOptions::new(ImageDir::open(&d3).unwrap()),
+        &criu_restore::RestoreOptions::new(ImageDir::open(dir).unwrap()),
         &mut |_, _| Ok(()),
     )
-    .expect("restore the chain");
+    .unwrap_or_else(|e| panic!("restore from {}: {e}", dir.display()));
     assert_eq!(restored.root_pid, pid);
-    let result = std::panic::catch_unwind(|| child.run("check"));
+    let result = std::panic::catch_unwind(|| program.run("check"));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -292,22 +298,7 @@ fn a_large_dump_to_tmpfs_fills_its_pages_image_in_place_and_restores_intact() {
     assert_eq!(pages_file(&on_tmpfs), filled.pages_written * PAGE);
     assert_eq!(pages_file(&on_tmpfs), pages_file(&on_disk));
 
-    let mut child = program;
-    let _ = child.child.wait();
-    wait_until(|| !alive(pid));
-    criu_restore::restore(
-        &criu_restore::RestoreOptions::new(ImageDir::open(&on_tmpfs).unwrap()),
-        &mut |_, _| Ok(()),
-    )
-    .expect("restore from tmpfs");
-    let result = std::panic::catch_unwind(|| child.run("check"));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    let lines = result.expect("the restored process answers");
-    assert_eq!(lines, vec!["intact".to_owned()]);
+    restore_and_check(program, &on_tmpfs);
 }
 
 /// A parent without a keeper (here: a plain dump's directory) gives a full
