@@ -301,6 +301,33 @@ fn a_large_dump_to_tmpfs_fills_its_pages_image_in_place_and_restores_intact() {
     restore_and_check(program, &on_tmpfs);
 }
 
+/// The same in place fill for a pre-dump on tmpfs; the final dump on top of it writes only what
+/// changed, and the chain restores intact.
+#[test]
+fn a_large_pre_dump_to_tmpfs_fills_in_place_and_its_chain_restores_intact() {
+    let work = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let program = Program::spawn(work.path(), 8192);
+    let pid = program.pid;
+
+    let first = images_dir(shm.path(), "1");
+    let pre = pre_dump(pid, &first, None);
+    assert!(pre.pages_written > 8000, "{} pages", pre.pages_written);
+    assert_eq!(pre.pages_filled_in_place, pre.pages_written);
+    let (data, _) = page_kinds(&first, pid);
+    assert_eq!(data.len() as u64, pre.pages_written);
+
+    program.run("write 100 3");
+    let last = images_dir(shm.path(), "2");
+    let mut opts = DumpOptions::new(pid, ImageDir::open(&last).unwrap());
+    opts.parent_img = Some("../1".into());
+    opts.track_mem = true;
+    let report = dump(&opts, &mut |_, _| Ok(())).expect("dump on the pre-dump");
+    assert!(report.pages_written < 200, "{} pages", report.pages_written);
+    assert_eq!(report.pages_filled_in_place, 0, "too few pages to map");
+    restore_and_check(program, &last);
+}
+
 /// A parent without a keeper (here: a plain dump's directory) gives a full
 /// dump, not an error; a failed pre-dump leaves no keeper and the process
 /// running untraced.
