@@ -361,7 +361,12 @@ fn dump_pages(
             .read_into(&data, &mut area)
             .map_err(|source| DumpError::Pages {
                 pid,
-                what: "reading pages into the pages image".into(),
+                // The kernel copy faults (EFAULT) on either side: an unreadable page of the
+                // target, or an image page the filesystem or a memory cgroup had no room for.
+                what: "reading pages straight into the pages image on tmpfs (\"Bad address\" \
+                       here can also mean that the images filesystem or a memory cgroup ran out \
+                       of room)"
+                    .into(),
                 source: Box::new(source),
             })?;
         ctx.unmapping.push(area.into_unmapper());

@@ -5,7 +5,9 @@
 use std::fs::File;
 use std::io;
 
-/// A writable shared mapping of `len` bytes of `file` from `offset` (a multiple of the page size).
+/// A writable shared mapping of `len` bytes of `file` from `offset` (a multiple of the page size),
+/// not inherited by children: a process forked meanwhile (the dump's tracking keeper lives for many
+/// minutes) would otherwise keep the image's pages alive after the images are deleted.
 pub(crate) fn map_shared_writable(
     file: &File,
     offset: u64,
@@ -18,10 +20,12 @@ pub(crate) fn map_shared_writable(
     // (`MappedExtra`) the writer is mutably borrowed, so it cannot be written or finished. Once
     // `into_unmapper` gave up that access, the mapping is only unmapped, never read or written,
     // so what happens to the file afterwards cannot be observed through it.
-    unsafe {
+    let map = unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)
             .len(len)
-            .map_mut(file)
-    }
+            .map_mut(file)?
+    };
+    map.advise(memmap2::Advice::DontFork)?;
+    Ok(map)
 }

@@ -295,13 +295,15 @@ impl ImageWriter {
     /// threads can fill one file at once, where `write` holds the inode lock. The bytes read as
     /// zeros until filled; whatever is written next goes after them.
     ///
-    /// `None` (nothing appended) when `len` is 0, when the image is built in memory, when the
-    /// next byte is not at a page-aligned offset (a mapping starts on a page), or when the
-    /// filesystem has less room than `len` left: the caller writes instead. The last one because a
-    /// mapping cannot say ENOSPC: filling a page the filesystem has no room for fails as a fault
-    /// (EFAULT from the kernel copy), far from the cause, where `write` fails clearly.
+    /// `None` (nothing appended, the caller writes instead) when `len` is 0, when the image is not a
+    /// raw one or is built in memory, when the next byte is not at a page-aligned offset (a mapping
+    /// starts on a page), when the filesystem has less room than `len` left or cannot say, or when
+    /// the mapping itself fails (the file is cut back first). Room matters because a mapping cannot
+    /// say ENOSPC: filling a page the filesystem has no room for fails as a fault (EFAULT from the
+    /// kernel copy), far from the cause, where `write` fails clearly. The check cannot see other
+    /// writers filling the filesystem meanwhile, nor a memory cgroup limit.
     pub fn append_mapped(&mut self, len: usize) -> Result<Option<MappedExtra<'_>>, ImageError> {
-        if len == 0 {
+        if len == 0 || !self.kind.is_raw() {
             return Ok(None);
         }
         self.ensure_created()?;
@@ -323,8 +325,9 @@ impl ImageWriter {
             .ok_or_else(|| io_err("append_mapped", errno_io(Errno::EFBIG)))?;
         out.flush().map_err(|source| io_err("write", source))?;
         let file = out.get_mut();
-        let room = nix::sys::statvfs::fstatvfs(&*file)
-            .map_err(|errno| io_err("fstatvfs", errno_io(errno)))?;
+        let Ok(room) = nix::sys::statvfs::fstatvfs(&*file) else {
+            return Ok(None);
+        };
         // A tmpfs mounted without a size limit reports no blocks at all.
         let limited = room.blocks() != 0;
         let available = room.blocks_available().saturating_mul(room.fragment_size());
@@ -333,10 +336,19 @@ impl ImageWriter {
         }
         file.set_len(end)
             .map_err(|source| io_err("ftruncate", source))?;
-        file.seek(SeekFrom::Start(end))
-            .map_err(|source| io_err("seek", source))?;
-        let map = crate::sys::map_shared_writable(file, start, len)
-            .map_err(|source| io_err("mmap", source))?;
+        let mapped = file
+            .seek(SeekFrom::Start(end))
+            .and_then(|_| crate::sys::map_shared_writable(file, start, len));
+        let map = match mapped {
+            Ok(map) => map,
+            Err(_) => {
+                // Back to where the writes left off; the caller writes the bytes instead.
+                file.set_len(start)
+                    .and_then(|()| file.seek(SeekFrom::Start(start)))
+                    .map_err(|source| io_err("ftruncate back", source))?;
+                return Ok(None);
+            }
+        };
         self.offset = end;
         Ok(Some(MappedExtra {
             map,

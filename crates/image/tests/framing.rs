@@ -465,6 +465,9 @@ fn mapped_appends_sit_between_writes_in_a_raw_image() {
             .expect("a file image at a page-aligned offset maps");
         assert_eq!(mapped.len(), 3 * 4096);
         assert!(mapped.iter().all(|&byte| byte == 0), "reads as zeros");
+        // Not inherited by a fork (the dump's long-lived tracking keeper): VmFlags "dc".
+        let flags = vm_flags_of_mapping(tmp.path(), "pages-1.img");
+        assert!(flags.split_whitespace().any(|flag| flag == "dc"), "{flags}");
         mapped[..4096].fill(2);
         mapped[2 * 4096..].fill(3);
     }
@@ -481,8 +484,25 @@ fn mapped_appends_sit_between_writes_in_a_raw_image() {
     assert_eq!(bytes, expected);
 }
 
-/// Where a mapping cannot start (not on a page) or there is no file, nothing is appended and the
-/// caller is told to write instead; an unfinished image with a mapped region still disappears.
+/// The VmFlags line of our one mapping of a file in `dir` whose name contains `name`.
+fn vm_flags_of_mapping(dir: &std::path::Path, name: &str) -> String {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let dir = dir.to_string_lossy();
+    let mut lines = smaps.lines();
+    while let Some(line) = lines.next() {
+        if line.contains(dir.as_ref()) && line.contains(name) {
+            return lines
+                .find_map(|l| l.strip_prefix("VmFlags:"))
+                .unwrap_or_default()
+                .to_owned();
+        }
+    }
+    panic!("no mapping of {name} in {dir}");
+}
+
+/// Where a mapping cannot start (a framed image, a byte off the page) or there is no file,
+/// nothing is appended and the caller is told to write instead; an unfinished image with a mapped
+/// region still disappears.
 #[test]
 fn mapped_appends_decline_without_a_page_aligned_file_offset() {
     let (tmp, dir) = temp_dir();
@@ -490,13 +510,20 @@ fn mapped_appends_decline_without_a_page_aligned_file_offset() {
     assert!(in_memory.append_mapped(4096).unwrap().is_none());
     assert_eq!(in_memory.offset(), 0);
 
-    // Magics (8 bytes) put the next byte off the page.
+    // Entries and their payloads are framed: no mapping in the middle of them.
     let mut framed = dir.writer(ImageKind::PipesData, 0).unwrap();
     framed.ensure_created().unwrap();
     let before = framed.offset();
     assert!(framed.append_mapped(4096).unwrap().is_none());
     assert_eq!(framed.offset(), before);
     drop(framed);
+
+    // A raw image whose next byte is off the page.
+    let mut off_page = dir.writer(ImageKind::Pages, 3).unwrap();
+    off_page.write_extra(&[1u8; 100]).unwrap();
+    assert!(off_page.append_mapped(4096).unwrap().is_none());
+    assert_eq!(off_page.offset(), 100);
+    drop(off_page);
 
     let mut pages = dir.writer(ImageKind::Pages, 2).unwrap();
     assert!(pages.append_mapped(0).unwrap().is_none());
