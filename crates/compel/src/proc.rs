@@ -4,7 +4,7 @@
 //! let stat = criu_compel::proc::read_stat(1)?;
 //! assert_eq!(stat.pid, 1);
 //! println!("{} is in state {} (process group {})", stat.comm, stat.state, stat.pgid);
-//! # Ok::<(), criu_compel::proc::StatError>(())
+//! # Ok::<(), criu_compel::proc::ProcError>(())
 //! ```
 
 use std::io;
@@ -65,9 +65,10 @@ pub struct ProcStat {
     pub exit_code: i32,
 }
 
-/// Why a stat line could not be read or understood.
+/// Why a `/proc` file could not be read or understood: the stat parser here, and dump's parsers of
+/// the other `/proc` files, which use this same type.
 #[derive(Debug, thiserror::Error)]
-pub enum StatError {
+pub enum ProcError {
     /// The file could not be read (ENOENT or ESRCH when the task is gone).
     #[error("cannot read {path}: {source}")]
     Read {
@@ -87,12 +88,12 @@ pub enum StatError {
     },
 }
 
-impl StatError {
+impl ProcError {
     /// The OS errno behind a read failure (ENOENT or ESRCH when the task is gone).
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            StatError::Read { source, .. } => source.raw_os_error(),
-            StatError::Parse { .. } => None,
+            ProcError::Read { source, .. } => source.raw_os_error(),
+            ProcError::Parse { .. } => None,
         }
     }
 }
@@ -104,8 +105,8 @@ const FIRST_FIELD_AFTER_COMM: usize = 3;
 
 /// Parses the content of a stat file; `path` only names it in errors. comm may contain spaces and
 /// parentheses (even ") ("), so it runs from the first `(` to the last `)`.
-pub fn parse_stat(content: &[u8], path: &Path) -> Result<ProcStat, StatError> {
-    let bad = |what: String| StatError::Parse {
+pub fn parse_stat(content: &[u8], path: &Path) -> Result<ProcStat, ProcError> {
+    let bad = |what: String| ProcError::Parse {
         path: path.to_path_buf(),
         what,
     };
@@ -164,20 +165,20 @@ pub fn parse_stat(content: &[u8], path: &Path) -> Result<ProcStat, StatError> {
 }
 
 /// Reads and parses `/proc/PID/stat` (the thread group leader's line).
-pub fn read_stat(pid: Pid) -> Result<ProcStat, StatError> {
+pub fn read_stat(pid: Pid) -> Result<ProcStat, ProcError> {
     read_stat_file(PathBuf::from(format!("/proc/{pid}/stat")))
 }
 
 /// Reads and parses `/proc/PID/task/TID/stat`: one thread's line (its own state, for example).
-pub fn read_task_stat(pid: Pid, tid: Pid) -> Result<ProcStat, StatError> {
+pub fn read_task_stat(pid: Pid, tid: Pid) -> Result<ProcStat, ProcError> {
     read_stat_file(PathBuf::from(format!("/proc/{pid}/task/{tid}/stat")))
 }
 
-fn read_stat_file(path: PathBuf) -> Result<ProcStat, StatError> {
+fn read_stat_file(path: PathBuf) -> Result<ProcStat, ProcError> {
     // Bytes, not a String: comm is printed raw and need not be UTF-8.
     match std::fs::read(&path) {
         Ok(content) => parse_stat(&content, &path),
-        Err(source) => Err(StatError::Read { path, source }),
+        Err(source) => Err(ProcError::Read { path, source }),
     }
 }
 
@@ -188,25 +189,25 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn text(&self, number: usize) -> Result<&str, StatError> {
+    fn text(&self, number: usize) -> Result<&str, ProcError> {
         self.after_comm
             .get(number - FIRST_FIELD_AFTER_COMM)
             .copied()
-            .ok_or_else(|| StatError::Parse {
+            .ok_or_else(|| ProcError::Parse {
                 path: self.path.to_path_buf(),
                 what: format!("field {number} is missing"),
             })
     }
 
-    fn state(&self) -> Result<char, StatError> {
+    fn state(&self) -> Result<char, ProcError> {
         let text = self.text(FIRST_FIELD_AFTER_COMM)?;
         // split_whitespace never yields an empty field.
         Ok(text.chars().next().unwrap_or('?'))
     }
 
-    fn number<T: FromStr>(&self, number: usize) -> Result<T, StatError> {
+    fn number<T: FromStr>(&self, number: usize) -> Result<T, ProcError> {
         let text = self.text(number)?;
-        text.parse().map_err(|_| StatError::Parse {
+        text.parse().map_err(|_| ProcError::Parse {
             path: self.path.to_path_buf(),
             what: format!("field {number} is not a number: {text:?}"),
         })
@@ -226,7 +227,7 @@ mod tests {
         )
     }
 
-    fn parse(text: &str) -> Result<ProcStat, StatError> {
+    fn parse(text: &str) -> Result<ProcStat, ProcError> {
         parse_stat(text.as_bytes(), Path::new("/proc/1234/stat"))
     }
 

@@ -198,13 +198,13 @@ impl Drop for Colocation {
 fn proc_stat(pid: Pid) -> Result<Option<(char, Pid)>, CompelError> {
     match crate::proc::read_stat(pid) {
         Ok(stat) => Ok(Some((stat.state, stat.ppid))),
-        Err(crate::proc::StatError::Read { source, .. })
+        Err(crate::proc::ProcError::Read { source, .. })
             if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) =>
         {
             Ok(None)
         }
-        Err(crate::proc::StatError::Read { path, source }) => Err(CompelError::proc(path, source)),
-        Err(e @ crate::proc::StatError::Parse { .. }) => Err(CompelError::ProcParse {
+        Err(crate::proc::ProcError::Read { path, source }) => Err(CompelError::proc(path, source)),
+        Err(e @ crate::proc::ProcError::Parse { .. }) => Err(CompelError::ProcParse {
             path: format!("/proc/{pid}/stat").into(),
             detail: e.to_string(),
         }),

@@ -2,64 +2,23 @@
 //! `fdinfo/N`, `limits`, `timers`, `auxv`, `task/`, `task/*/children` and small one-value
 //! files. Every parser takes the file's text (so it can be tested on fixed
 //! input) and has a `read_*` companion that opens the real file. `stat` is
-//! parsed by [`criu_compel::proc`], which restore shares; [`read_stat`] returns
-//! its result with a [`ProcError`].
+//! parsed by [`criu_compel::proc`], which restore shares, and re-exported here.
 
 mod fdinfo;
 mod limits;
-mod stat;
 pub(crate) mod status;
 
+pub use criu_compel::proc::{read_stat, ProcStat};
 pub use fdinfo::{
     parse_fdinfo, read_fdinfo, EpollTarget, FdInfo, FdInfoExtra, InotifyWatch, TimerfdState,
 };
 pub use limits::{parse_limits, read_limits, RLIMIT_COUNT};
-pub use stat::{read_stat, ProcStat};
 pub use status::{cap_words, parse_status, read_status, ProcStatus};
 
-use std::io;
 use std::path::PathBuf;
 
-/// Failure to read or understand a `/proc` file.
-#[derive(Debug, thiserror::Error)]
-pub enum ProcError {
-    /// The file could not be read (the task may have exited).
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The file's content does not have the expected shape.
-    #[error("cannot parse {path}: {what}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong, with the offending text.
-        what: String,
-    },
-}
-
-impl ProcError {
-    /// The OS errno behind a read failure (ENOENT/ESRCH when the task vanished).
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            ProcError::Read { source, .. } => source.raw_os_error(),
-            ProcError::Parse { .. } => None,
-        }
-    }
-}
-
-impl From<criu_compel::proc::StatError> for ProcError {
-    fn from(error: criu_compel::proc::StatError) -> Self {
-        use criu_compel::proc::StatError;
-        match error {
-            StatError::Read { path, source } => ProcError::Read { path, source },
-            StatError::Parse { path, what } => ProcError::Parse { path, what },
-        }
-    }
-}
+/// Failure to read or understand a `/proc` file: compel's type, shared with its stat parser.
+pub use criu_compel::proc::ProcError;
 
 pub(crate) fn parse_error(path: impl Into<PathBuf>, what: impl Into<String>) -> ProcError {
     ProcError::Parse {
