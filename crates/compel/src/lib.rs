@@ -7,11 +7,13 @@
 //!   scratch mapping, and moves file descriptors in both directions.
 //! - [`ProcMem`] reads and writes another process's memory through /proc/PID/mem.
 //! - [`proc`] parses /proc/PID/stat ([`proc::ProcStat`]) for the dump and restore engines alike.
+//! - [`CpuPin`] pins the tracer to its CPU (restore; [`FreezeOptions::colocate`]).
 //! - [`fixup_syscall_restart`] prepares dumped registers of a thread stopped inside a syscall.
 //!
 //! Unsafe code is confined to the `sys` module.
 #![deny(unsafe_code)]
 
+mod affinity;
 mod error;
 pub mod proc;
 mod procmem;
@@ -22,6 +24,7 @@ mod sys;
 mod tracee;
 mod tree;
 
+pub use affinity::CpuPin;
 pub use error::CompelError;
 pub use procmem::ProcMem;
 pub use regs::{

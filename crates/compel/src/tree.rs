@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::affinity::CpuPin;
 use crate::regs::UserRegs;
 use crate::sys;
 use crate::tracee::{SeizeOptions, StopEvent, Tracee, DEFAULT_STOP_TIMEOUT};
@@ -120,9 +121,9 @@ impl KillReport {
 /// The masks [`FreezeOptions::colocate`] replaced; given back by [`Colocation::undo`] or on drop.
 #[derive(Debug)]
 struct Colocation {
-    cpu: usize,
-    tracer: sys::CpuMask,
-    /// Threads moved to `cpu`, with their own masks.
+    /// The tracer, pinned to the CPU everything moved to.
+    pin: CpuPin,
+    /// Threads moved to that CPU, with their own masks.
     moved: Vec<(Pid, sys::CpuMask)>,
 }
 
@@ -131,29 +132,20 @@ impl Colocation {
     /// changed) when the tracer may run on one CPU only anyway or its mask cannot be changed. A thread
     /// that may not run on that CPU (e.g. a cpuset excludes it) is left where it is.
     fn start(tasks: &[FrozenTask]) -> Option<Colocation> {
-        let tracer = sys::get_affinity(0).ok()?;
-        let cpu = sys::current_cpu().ok()?;
-        if tracer.count() < 2 || !tracer.contains(cpu) {
-            return None;
-        }
-        let single = sys::CpuMask::single(cpu);
-        sys::set_affinity(0, &single).ok()?;
-        let mut colocation = Colocation {
-            cpu,
-            tracer,
-            moved: Vec::new(),
-        };
+        let pin = CpuPin::current_cpu()?;
+        let single = sys::CpuMask::single(pin.cpu());
+        let mut moved = Vec::new();
         for thread in tasks.iter().flat_map(|t| &t.threads) {
             let tid = thread.tid();
             let Ok(own) = sys::get_affinity(tid) else {
                 continue;
             };
             if sys::set_affinity(tid, &single).is_ok() {
-                colocation.moved.push((tid, own));
+                moved.push((tid, own));
             }
         }
-        tracing::debug!(cpu, threads = colocation.moved.len(), "tree co-located");
-        Some(colocation)
+        tracing::debug!(cpu = pin.cpu(), threads = moved.len(), "tree co-located");
+        Some(Colocation { pin, moved })
     }
 
     /// Gives every moved thread that still exists its own mask back, and the tracer its mask; returns
@@ -174,7 +166,7 @@ impl Colocation {
                 }
             }
         }
-        if let Err(source) = sys::set_affinity(0, &self.tracer) {
+        if let Err(source) = self.pin.unpin() {
             first_error.get_or_insert(CompelError::Fd {
                 op: "sched_setaffinity (unpinning the tracer)",
                 pid: 0,
@@ -189,7 +181,7 @@ impl Colocation {
 impl Drop for Colocation {
     fn drop(&mut self) {
         if let Err(e) = self.undo() {
-            tracing::warn!(cpu = self.cpu, error = %e, "co-location not fully undone");
+            tracing::warn!(cpu = self.pin.cpu(), error = %e, "co-location not fully undone");
         }
     }
 }
