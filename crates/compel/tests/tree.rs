@@ -169,8 +169,8 @@ fn a_stopped_process_is_recorded_and_stays_stopped() {
     assert_makes_progress(pid, ticks);
 }
 
-#[test]
-fn zombies_are_recorded_not_seized() {
+/// A `zombie-parent` testee once its child is a zombie, and the frozen tree of the two.
+fn frozen_zombie_parent() -> (Target, FrozenTree) {
     let target = spawn(&["zombie-parent"]);
     let pid = target.pid();
     wait_until("a zombie child", T, || {
@@ -178,6 +178,13 @@ fn zombies_are_recorded_not_seized() {
     });
     let tree = freeze_tree(pid, &FreezeOptions::default()).expect("freeze");
     assert_eq!(tree.tasks.len(), 2);
+    (target, tree)
+}
+
+#[test]
+fn zombies_are_recorded_not_seized() {
+    let (target, tree) = frozen_zombie_parent();
+    let pid = target.pid();
     let zombie = &tree.tasks[1];
     assert!(zombie.zombie && zombie.threads.is_empty());
     assert_eq!(zombie.ppid, pid);
@@ -200,13 +207,7 @@ fn kill_reaps_a_frozen_multithreaded_child() {
 
 #[test]
 fn kill_releases_the_memory_of_live_processes_but_not_of_zombies() {
-    let target = spawn(&["zombie-parent"]);
-    let pid = target.pid();
-    wait_until("a zombie child", T, || {
-        children(pid).iter().any(|&c| state(c) == Some('Z'))
-    });
-    let tree = freeze_tree(pid, &FreezeOptions::default()).expect("freeze");
-    assert_eq!(tree.tasks.len(), 2);
+    let (_target, tree) = frozen_zombie_parent();
     assert!(tree.tasks[1].zombie);
     let report = tree.kill().expect("kill");
     assert_eq!(report.memory_handled(), 1, "the parent only");

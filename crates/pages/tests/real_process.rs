@@ -267,6 +267,22 @@ fn pagemap_fallback_gives_the_same_ranges_as_pagemap_scan() {
     assert!(zero_page_pfn().unwrap().is_some(), "root sees PFNs here");
 }
 
+/// The reader settings the byte-exact tests run with: the default, serial 2-page chunks, and
+/// pipelined 3-page chunks (batches that cut ranges in odd places, on several threads).
+fn reader_settings() -> [ReaderOptions; 3] {
+    [
+        ReaderOptions::default(),
+        ReaderOptions {
+            chunk_bytes: 2 * PAGE as usize,
+            pipelined: false,
+        },
+        ReaderOptions {
+            chunk_bytes: 3 * PAGE as usize,
+            pipelined: true,
+        },
+    ]
+}
+
 fn read_all(pid: i32, ranges: &[PageRange], options: ReaderOptions) -> (VecSink, ReadStats) {
     let reader = PageReader::with_options(pid, options).unwrap();
     let mut sink = VecSink::new();
@@ -282,17 +298,7 @@ fn page_reader_returns_the_exact_bytes_including_prot_none() {
     let ranges = present_ranges(pid, &vmas).unwrap();
     let total: u64 = ranges.iter().map(|range| range.nr_pages).sum();
 
-    for options in [
-        ReaderOptions::default(),
-        ReaderOptions {
-            chunk_bytes: 2 * PAGE as usize,
-            pipelined: false,
-        },
-        ReaderOptions {
-            chunk_bytes: 3 * PAGE as usize,
-            pipelined: true,
-        },
-    ] {
+    for options in reader_settings() {
         let (sink, stats) = read_all(pid, &ranges, options);
         assert_eq!(sink.nr_pages(), total, "{options:?}");
         assert_eq!(stats.pages, total);
@@ -590,17 +596,7 @@ fn read_into_fills_the_destination_exactly_as_read_delivers() {
         .collect();
     let total: u64 = ranges.iter().map(|range| range.nr_pages).sum();
 
-    for options in [
-        ReaderOptions::default(),
-        ReaderOptions {
-            chunk_bytes: 3 * PAGE as usize,
-            pipelined: true,
-        },
-        ReaderOptions {
-            chunk_bytes: 2 * PAGE as usize,
-            pipelined: false,
-        },
-    ] {
+    for options in reader_settings() {
         let reader = PageReader::with_options(pid, options).unwrap();
         let mut destination = vec![0xeeu8; expected.len()];
         let stats = reader.read_into(&ranges, &mut destination).unwrap();
