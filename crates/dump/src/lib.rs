@@ -92,9 +92,8 @@ use criu_image::{inventory, ImageDir, ImageError, ImageKind, PagemapError};
 use criu_proto::{DumpStatsEntry, PstreeEntry, TaskKobjIdsEntry, TimensEntry, Timespec};
 
 use crate::files::{FileError, FileTable};
-use crate::ids::{IdError, KcmpIds, NsIds};
+use crate::ids::{IdError, NsIds};
 use crate::proc::ProcError;
-use crate::sys::KcmpType;
 use crate::task::{Context, IdSpaces, PageCounters, TaskSummary};
 use crate::thread::ThreadError;
 
@@ -502,13 +501,7 @@ fn dump_inner(
 
     let me = std::process::id() as i32;
     let (ns, own_ns) = NsIds::new(me)?;
-    let id_spaces = IdSpaces {
-        vm: KcmpIds::new(KcmpType::Vm, me),
-        files: KcmpIds::new(KcmpType::Files, me),
-        fs: KcmpIds::new(KcmpType::Fs, me),
-        sighand: KcmpIds::new(KcmpType::Sighand, me),
-        ns,
-    };
+    let id_spaces = IdSpaces::new(me, ns);
     if let Some(parent) = &opts.parent_img {
         opts.images.set_parent(parent)?;
     }
@@ -517,21 +510,7 @@ fn dump_inner(
     // The uffds end with this dump (closed when `ctx` drops, whatever happens).
     let tracking = parent_tracking(opts);
 
-    let freeze_start = Instant::now();
-    let mut freeze_opts = FreezeOptions {
-        freezer: opts.freeze_cgroup.clone(),
-        ..FreezeOptions::default()
-    };
-    if let Some(t) = opts.timeout {
-        freeze_opts.timeout = t;
-    }
-    let mut tree = freeze_tree(pid, &freeze_opts).map_err(|source| match source {
-        CompelError::NoSuchProcess { pid } => DumpError::NoSuchProcess { pid },
-        CompelError::CriuInsideTree { pid } => DumpError::CriuInsideTree { pid },
-        source => DumpError::Freeze { pid, source },
-    })?;
-    let freezing_time = freeze_start.elapsed();
-    log_frozen(&tree, freezing_time);
+    let (mut tree, freezing_time) = freeze(opts)?;
     let frozen_start = Instant::now();
 
     let shmem_dir = opts
@@ -600,12 +579,12 @@ fn dump_inner(
         }
     };
     let counters = ctx.pages;
-    let (shpages_scanned, shpages_written, sh_pipes, sh_bufs) = ctx
+    let shmem = ctx
         .files
         .shmem
         .as_ref()
         .map(|s| (s.scanned, s.written, s.pipes, s.pipe_bufs))
-        .unwrap_or((0, 0, 0, 0));
+        .unwrap_or_default();
     let frozen_time = frozen_start.elapsed();
     tracing::info!(
         "The tree was frozen for {:.1} ms",
@@ -627,34 +606,9 @@ fn dump_inner(
     finish_tree(opts, tree)?;
     drop(repaired);
 
-    let stats = DumpStatsEntry {
-        freezing_time: saturating_micros(freezing_time),
-        frozen_time: saturating_micros(frozen_time),
-        memdump_time: saturating_micros(counters.memdump),
-        memwrite_time: saturating_micros(counters.memwrite),
-        pages_scanned: counters.scanned,
-        pages_skipped_parent: counters.skipped_parent,
-        pages_written: counters.written,
-        irmap_resolve: Some(0),
-        pages_lazy: 0,
-        page_pipes: Some(counters.pipes + sh_pipes),
-        page_pipe_bufs: Some(counters.pipe_bufs + sh_bufs),
-        shpages_scanned: Some(shpages_scanned),
-        shpages_skipped_parent: Some(0),
-        shpages_written: Some(shpages_written),
-    };
+    let (stats, report) = dump_results(pids, freezing_time, frozen_time, &counters, shmem);
     inventory::write_dump_stats(&opts.images, &stats)?;
-    Ok(DumpReport {
-        pids,
-        freezing_time,
-        frozen_time,
-        pages_written: counters.written,
-        pages_scanned: counters.scanned,
-        pages_skipped_parent: counters.skipped_parent,
-        memdump_time: counters.memdump,
-        memwrite_time: counters.memwrite,
-        pages_filled_in_place: counters.filled_in_place,
-    })
+    Ok(report)
 }
 
 /// The parent's tracking when dumping on top of a parent into local images:
@@ -677,8 +631,24 @@ fn saturating_micros(duration: std::time::Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// One line on what was frozen and how long freezing took.
-fn log_frozen(tree: &FrozenTree, took: std::time::Duration) {
+/// Freezes the tree of `opts.pid` as the options say, logs what was frozen, and returns the
+/// tree and how long freezing took.
+fn freeze(opts: &DumpOptions) -> Result<(FrozenTree, Duration), DumpError> {
+    let started = Instant::now();
+    let mut freeze_opts = FreezeOptions {
+        freezer: opts.freeze_cgroup.clone(),
+        ..FreezeOptions::default()
+    };
+    if let Some(t) = opts.timeout {
+        freeze_opts.timeout = t;
+    }
+    let pid = opts.pid;
+    let tree = freeze_tree(pid, &freeze_opts).map_err(|source| match source {
+        CompelError::NoSuchProcess { pid } => DumpError::NoSuchProcess { pid },
+        CompelError::CriuInsideTree { pid } => DumpError::CriuInsideTree { pid },
+        source => DumpError::Freeze { pid, source },
+    })?;
+    let took = started.elapsed();
     let threads: usize = tree.tasks.iter().map(|task| task.threads.len()).sum();
     tracing::info!(
         "Froze the tree: {} processes, {} threads, in {:.1} ms",
@@ -686,6 +656,48 @@ fn log_frozen(tree: &FrozenTree, took: std::time::Duration) {
         threads,
         took.as_secs_f64() * 1e3
     );
+    Ok((tree, took))
+}
+
+/// stats-dump and the report of a dump or pre-dump that froze the tree for `frozen_time`
+/// (`freezing_time` to freeze it), with `shmem` the shared memory's (scanned, written, page
+/// pipes, pipe buffers) beside the private memory's `counters`.
+fn dump_results(
+    pids: Vec<i32>,
+    freezing_time: Duration,
+    frozen_time: Duration,
+    counters: &task::PageCounters,
+    shmem: (u64, u64, u64, u64),
+) -> (DumpStatsEntry, DumpReport) {
+    let (shpages_scanned, shpages_written, sh_pipes, sh_bufs) = shmem;
+    let stats = DumpStatsEntry {
+        freezing_time: saturating_micros(freezing_time),
+        frozen_time: saturating_micros(frozen_time),
+        memdump_time: saturating_micros(counters.memdump),
+        memwrite_time: saturating_micros(counters.memwrite),
+        pages_scanned: counters.scanned,
+        pages_skipped_parent: counters.skipped_parent,
+        pages_written: counters.written,
+        irmap_resolve: Some(0),
+        pages_lazy: 0,
+        page_pipes: Some(counters.pipes + sh_pipes),
+        page_pipe_bufs: Some(counters.pipe_bufs + sh_bufs),
+        shpages_scanned: Some(shpages_scanned),
+        shpages_skipped_parent: Some(0),
+        shpages_written: Some(shpages_written),
+    };
+    let report = DumpReport {
+        pids,
+        freezing_time,
+        frozen_time,
+        pages_written: counters.written,
+        pages_scanned: counters.scanned,
+        pages_skipped_parent: counters.skipped_parent,
+        memdump_time: counters.memdump,
+        memwrite_time: counters.memwrite,
+        pages_filled_in_place: counters.filled_in_place,
+    };
+    (stats, report)
 }
 
 /// Pre-dump: freeze, write every live task's private memory (only what
@@ -695,7 +707,6 @@ fn log_frozen(tree: &FrozenTree, took: std::time::Duration) {
 /// finally hand the uffds to a keeper for the next iteration. No
 /// notifications, like CRIU.
 fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
-    let pid = opts.pid;
     let fail_at = opts.fail_at.or_else(fail_point_from_env);
     remove_inventory(&opts.images);
     if let Some(parent) = &opts.parent_img {
@@ -705,31 +716,11 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     let (ns, own_ns) = NsIds::new(me)?;
     let page_store = page_store(opts)?;
     let tracking = parent_tracking(opts);
-    let freeze_start = Instant::now();
-    let mut freeze_opts = FreezeOptions {
-        freezer: opts.freeze_cgroup.clone(),
-        ..FreezeOptions::default()
-    };
-    if let Some(t) = opts.timeout {
-        freeze_opts.timeout = t;
-    }
-    let mut tree = freeze_tree(pid, &freeze_opts).map_err(|source| match source {
-        CompelError::NoSuchProcess { pid } => DumpError::NoSuchProcess { pid },
-        CompelError::CriuInsideTree { pid } => DumpError::CriuInsideTree { pid },
-        source => DumpError::Freeze { pid, source },
-    })?;
-    let freezing_time = freeze_start.elapsed();
-    log_frozen(&tree, freezing_time);
+    let (mut tree, freezing_time) = freeze(opts)?;
     let frozen_start = Instant::now();
     let mut ctx = Context {
         images: &opts.images,
-        ids: IdSpaces {
-            vm: KcmpIds::new(KcmpType::Vm, me),
-            files: KcmpIds::new(KcmpType::Files, me),
-            fs: KcmpIds::new(KcmpType::Fs, me),
-            sighand: KcmpIds::new(KcmpType::Sighand, me),
-            ns,
-        },
+        ids: IdSpaces::new(me, ns),
         files: FileTable::default(),
         page_store: page_store.clone(),
         pages: PageCounters::default(),
@@ -770,38 +761,19 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     ctx.check_fail(FailPoint::Inventory)?;
     let inv = inventory::pre_dump_inventory(Some(proc::read_uptime_us()?), 1);
     inventory::write_inventory(&opts.images, &inv)?;
-    let counters = ctx.pages;
-    let stats = DumpStatsEntry {
-        freezing_time: saturating_micros(freezing_time),
-        frozen_time: saturating_micros(frozen_time),
-        memdump_time: saturating_micros(counters.memdump),
-        memwrite_time: saturating_micros(counters.memwrite),
-        pages_scanned: counters.scanned,
-        pages_skipped_parent: counters.skipped_parent,
-        pages_written: counters.written,
-        irmap_resolve: Some(0),
-        pages_lazy: 0,
-        page_pipes: Some(counters.pipes),
-        page_pipe_bufs: Some(counters.pipe_bufs),
-        shpages_scanned: Some(0),
-        shpages_skipped_parent: Some(0),
-        shpages_written: Some(0),
-    };
+    // A pre-dump leaves shared memory to the dump (CRIU too).
+    let (stats, report) = dump_results(
+        pids,
+        freezing_time,
+        frozen_time,
+        &ctx.pages,
+        Default::default(),
+    );
     inventory::write_dump_stats(&opts.images, &stats)?;
     // Only a complete pre-dump passes tracking on; on every error path above
     // `ctx` drops and the uffds close, which ends tracking.
     std::mem::take(&mut ctx.tracking).hand_to_keeper(&opts.images);
-    Ok(DumpReport {
-        pids,
-        freezing_time,
-        frozen_time,
-        pages_written: counters.written,
-        pages_scanned: counters.scanned,
-        pages_skipped_parent: counters.skipped_parent,
-        memdump_time: counters.memdump,
-        memwrite_time: counters.memwrite,
-        pages_filled_in_place: counters.filled_in_place,
-    })
+    Ok(report)
 }
 
 /// The pagemaps' destination: the page server when one is given.

@@ -13,6 +13,7 @@ use crate::core::{leader_core, thread_core_entry, TaskFacts, TASK_ALIVE, TASK_ST
 use crate::files::FileTable;
 use crate::ids::{KcmpIds, NsIds};
 use crate::proc::{self, ProcStat, ProcStatus};
+use crate::sys::KcmpType;
 use crate::thread::{collect_process_remote, collect_thread, collect_thread_remote, ThreadState};
 use crate::{DumpError, FailPoint};
 
@@ -32,6 +33,19 @@ pub struct IdSpaces {
     pub sighand: KcmpIds,
     /// Namespace ids.
     pub ns: NsIds,
+}
+
+impl IdSpaces {
+    /// Fresh id spaces, comparing objects with kcmp against those of `me` (criu-rs itself).
+    pub fn new(me: i32, ns: NsIds) -> Self {
+        Self {
+            vm: KcmpIds::new(KcmpType::Vm, me),
+            files: KcmpIds::new(KcmpType::Files, me),
+            fs: KcmpIds::new(KcmpType::Fs, me),
+            sighand: KcmpIds::new(KcmpType::Sighand, me),
+            ns,
+        }
+    }
 }
 
 /// Counters for stats-dump.
