@@ -14,6 +14,8 @@
 
 use std::collections::HashMap;
 
+use criu_proto::TaskKobjIdsEntry;
+
 use crate::sys::{kcmp, KcmpType};
 
 /// Failure to compute an id.
@@ -126,6 +128,33 @@ pub struct NsIds {
 
 /// The ids of one task's namespaces, in [`NS_KINDS`] order (None: unsupported here).
 pub type TaskNsIds = [Option<u32>; 8];
+
+/// A task's ids entry: its mm, fd table, fs and sighand ids and its namespaces' ids (taken from
+/// `ns` in [`NS_KINDS`] order).
+pub fn kobj_ids_entry(
+    vm_id: u32,
+    files_id: u32,
+    fs_id: u32,
+    sighand_id: u32,
+    ns: &TaskNsIds,
+) -> TaskKobjIdsEntry {
+    let [pid_ns_id, net_ns_id, ipc_ns_id, uts_ns_id, time_ns_id, mnt_ns_id, user_ns_id, cgroup_ns_id] =
+        *ns;
+    TaskKobjIdsEntry {
+        vm_id,
+        files_id,
+        fs_id,
+        sighand_id,
+        pid_ns_id,
+        net_ns_id,
+        ipc_ns_id,
+        uts_ns_id,
+        mnt_ns_id,
+        user_ns_id,
+        cgroup_ns_id,
+        time_ns_id,
+    }
+}
 
 fn ns_inode(pid: i32, name: &str) -> Result<Option<u64>, IdError> {
     let path = format!("/proc/{pid}/ns/{name}");
@@ -281,6 +310,31 @@ impl FileIds {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    /// Each namespace id lands in the entry's field named after its kind in [`NS_KINDS`].
+    #[test]
+    fn kobj_ids_entry_places_namespaces_by_kind() {
+        let ns: TaskNsIds = std::array::from_fn(|index| Some(index as u32 + 10));
+        let entry = kobj_ids_entry(1, 2, 3, 4, &ns);
+        assert_eq!(
+            (entry.vm_id, entry.files_id, entry.fs_id, entry.sighand_id),
+            (1, 2, 3, 4)
+        );
+        for (index, kind) in NS_KINDS.iter().enumerate() {
+            let field = match *kind {
+                "pid" => entry.pid_ns_id,
+                "net" => entry.net_ns_id,
+                "ipc" => entry.ipc_ns_id,
+                "uts" => entry.uts_ns_id,
+                "time" => entry.time_ns_id,
+                "mnt" => entry.mnt_ns_id,
+                "user" => entry.user_ns_id,
+                "cgroup" => entry.cgroup_ns_id,
+                other => panic!("unknown namespace kind {other}"),
+            };
+            assert_eq!(field, ns[index], "{kind}");
+        }
+    }
 
     #[test]
     fn special_files_dedup_except_dirs_and_devices() {

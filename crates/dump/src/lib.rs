@@ -437,20 +437,7 @@ fn shift(ts: &mut Timespec, offset_ns: i128) {
 }
 
 fn root_ids(ns: &ids::TaskNsIds) -> TaskKobjIdsEntry {
-    TaskKobjIdsEntry {
-        vm_id: 1,
-        files_id: 1,
-        fs_id: 1,
-        sighand_id: 1,
-        pid_ns_id: ns[0],
-        net_ns_id: ns[1],
-        ipc_ns_id: ns[2],
-        uts_ns_id: ns[3],
-        mnt_ns_id: ns[5],
-        user_ns_id: ns[6],
-        cgroup_ns_id: ns[7],
-        time_ns_id: ns[4],
-    }
+    ids::kobj_ids_entry(1, 1, 1, 1, ns)
 }
 
 fn run_id() -> String {

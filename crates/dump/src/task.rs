@@ -188,6 +188,17 @@ fn unsupported_vma(pid: i32, vma: &Vma, what: &str) -> DumpError {
     }
 }
 
+/// The VMAs of `pid`, each checked to be something we can dump.
+fn read_vmas(pid: i32) -> Result<Vec<Vma>, DumpError> {
+    let vmas = criu_pages::read_vmas(pid).map_err(|source| DumpError::Pages {
+        pid,
+        what: "reading its mappings".into(),
+        source: Box::new(source),
+    })?;
+    check_vmas(pid, &vmas)?;
+    Ok(vmas)
+}
+
 /// Checks every VMA is something we can dump.
 fn check_vmas(pid: i32, vmas: &[Vma]) -> Result<(), DumpError> {
     for vma in vmas {
@@ -422,20 +433,7 @@ fn kobj_ids(ctx: &mut Context<'_>, pid: i32) -> Result<(TaskKobjIdsEntry, bool),
     let (sighand_id, _) = ctx.ids.sighand.id_for(pid)?;
     let ns = ctx.ids.ns.ids_for(pid)?;
     Ok((
-        TaskKobjIdsEntry {
-            vm_id,
-            files_id,
-            fs_id,
-            sighand_id,
-            pid_ns_id: ns[0],
-            net_ns_id: ns[1],
-            ipc_ns_id: ns[2],
-            uts_ns_id: ns[3],
-            mnt_ns_id: ns[5],
-            user_ns_id: ns[6],
-            cgroup_ns_id: ns[7],
-            time_ns_id: ns[4],
-        },
+        crate::ids::kobj_ids_entry(vm_id, files_id, fs_id, sighand_id, &ns),
         new_files,
     ))
 }
@@ -538,12 +536,7 @@ pub fn dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<TaskSum
     tracing::info!("Dumping task (pid: {pid})");
     let stat = proc::read_stat(pid)?;
     let status: ProcStatus = proc::read_status(pid)?;
-    let vmas = criu_pages::read_vmas(pid).map_err(|source| DumpError::Pages {
-        pid,
-        what: "reading its mappings".into(),
-        source: Box::new(source),
-    })?;
-    check_vmas(pid, &vmas)?;
+    let vmas = read_vmas(pid)?;
     let vma_list = vma_entries(ctx, pid, &vmas)?;
     tracing::debug!("pid {pid}: {} mappings", vmas.len());
     ctx.check_fail(FailPoint::Mappings)?;
@@ -699,12 +692,7 @@ pub fn pre_dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<(),
         tracing::warn!("Pre-dump skips the stopped process {pid}.");
         return Ok(());
     }
-    let vmas = criu_pages::read_vmas(pid).map_err(|source| DumpError::Pages {
-        pid,
-        what: "reading its mappings".into(),
-        source: Box::new(source),
-    })?;
-    check_vmas(pid, &vmas)?;
+    let vmas = read_vmas(pid)?;
     let mut sps = Vec::with_capacity(task.threads.len());
     for t in &task.threads {
         let regs = t.regs().map_err(|source| DumpError::Compel {

@@ -385,17 +385,8 @@ impl FileTable {
             ..Default::default()
         });
         if p.info.flags & libc::O_WRONLY as u32 == 0 && self.pipes_with_data.insert(pipe_id) {
-            let (size, data) = peek_pipe(file.as_fd()).map_err(|e| {
-                FileError::io(p.pid, p.fd, format!("copying the data of {}", p.link), e)
-            })?;
-            self.pipe_data.push((
-                PipeDataEntry {
-                    pipe_id: pipe_id as u32,
-                    bytes: data.len() as u32,
-                    size: Some(size),
-                },
-                data,
-            ));
+            let queued = queued_data(p, file, pipe_id, "")?;
+            self.pipe_data.push(queued);
         }
         Ok((FdTypes::Pipe, id))
     }
@@ -425,22 +416,8 @@ impl FileTable {
             ..Default::default()
         });
         if p.info.flags & libc::O_WRONLY as u32 == 0 && self.fifos_with_data.insert(pipe_id) {
-            let (size, data) = peek_pipe(file.as_fd()).map_err(|e| {
-                FileError::io(
-                    p.pid,
-                    p.fd,
-                    format!("copying the data of FIFO {}", p.link),
-                    e,
-                )
-            })?;
-            self.fifo_data.push((
-                PipeDataEntry {
-                    pipe_id: pipe_id as u32,
-                    bytes: data.len() as u32,
-                    size: Some(size),
-                },
-                data,
-            ));
+            let queued = queued_data(p, file, pipe_id, "FIFO ")?;
+            self.fifo_data.push(queued);
         }
         Ok((FdTypes::Fifo, id))
     }
@@ -498,6 +475,30 @@ impl FileTable {
     pub fn map_files_path(pid: i32, start: u64, end: u64) -> PathBuf {
         PathBuf::from(format!("/proc/{pid}/map_files/{start:x}-{end:x}"))
     }
+}
+
+/// The pipe-data entry of the pipe or FIFO `p` (`kind` names which in errors, "" or "FIFO ") with
+/// its queued bytes, copied without consuming them.
+fn queued_data(
+    p: &FileParams,
+    file: &OwnedFd,
+    pipe_id: u64,
+    kind: &str,
+) -> Result<(PipeDataEntry, Vec<u8>), FileError> {
+    let (size, data) = peek_pipe(file.as_fd()).map_err(|e| {
+        FileError::io(
+            p.pid,
+            p.fd,
+            format!("copying the data of {kind}{}", p.link),
+            e,
+        )
+    })?;
+    let entry = PipeDataEntry {
+        pipe_id: pipe_id as u32,
+        bytes: data.len() as u32,
+        size: Some(size),
+    };
+    Ok((entry, data))
 }
 
 /// Copies the bytes queued in a pipe without consuming them: tee() into a
