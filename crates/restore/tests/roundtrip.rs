@@ -77,6 +77,13 @@ impl Testee {
         }
     }
 
+    /// Asks the testee to check its state (SIGUSR1) and waits up to 5 s for it to print
+    /// `expected`, the line saying all is as before the checkpoint.
+    fn poke_and_expect(&self, expected: &str) {
+        kill(Pid::from_raw(self.pid), Signal::SIGUSR1).unwrap();
+        self.wait_for(|l| l == expected, Duration::from_secs(5));
+    }
+
     fn images(&self) -> PathBuf {
         self.dir.path().join("images")
     }
@@ -261,8 +268,7 @@ fn file_offset_survives() {
     std::fs::write(data.path(), b"0123456789abcdefghijXYZ").unwrap();
     let mut t = Testee::start(&["reader", data.path().to_str().unwrap()]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(|l| l == "next abcdefghij", Duration::from_secs(5));
+    t.poke_and_expect("next abcdefghij");
 }
 
 #[test]
@@ -288,19 +294,14 @@ fn zombie_keeps_its_exit_status() {
     let zombie: i32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     t.dump_and_restore();
     assert_eq!(common::state(zombie), Some('Z'));
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == format!("reaped {zombie} exit 7"),
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect(&format!("reaped {zombie} exit 7"));
 }
 
 #[test]
 fn pipe_keeps_its_queued_data() {
     let mut t = Testee::start(&["pipe"]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(|l| l == "pipe queued data", Duration::from_secs(5));
+    t.poke_and_expect("pipe queued data");
 }
 
 #[test]
@@ -310,8 +311,7 @@ fn unlinked_file_comes_back_from_its_ghost_image() {
     let mut t = Testee::start(&["ghost", path.to_str().unwrap()]);
     t.dump_and_restore();
     assert!(!path.exists(), "the ghost file was left on disk");
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(|l| l == "ghost ghost contents", Duration::from_secs(5));
+    t.poke_and_expect("ghost ghost contents");
 }
 
 #[test]
@@ -346,11 +346,7 @@ fn shared_anonymous_memory_stays_shared_between_processes_and_memfd_keeps_data()
     t.dump_and_restore();
     kill(Pid::from_raw(child), Signal::SIGUSR1).unwrap();
     t.wait_for(|l| l == "child wrote", Duration::from_secs(5));
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "shared after! memfd memfd data",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("shared after! memfd memfd data");
 }
 
 #[test]
@@ -359,30 +355,21 @@ fn eventfd_signalfd_timerfd_epoll_socketpair_and_fifo_come_back() {
     let fifo = fifo_dir.path().join("fifo");
     let mut t = Testee::start(&["fds", fifo.to_str().unwrap()]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "fds eventfd 5 epoll 42 sock sock data fifo fifo data timer ok signal 12",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("fds eventfd 5 epoll 42 sock sock data fifo fifo data timer ok signal 12");
 }
 
 #[test]
 fn semaphore_eventfd_keeps_its_mode() {
     let mut t = Testee::start(&["semaphore"]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(|l| l == "semaphore reads 1 1", Duration::from_secs(5));
+    t.poke_and_expect("semaphore reads 1 1");
 }
 
 #[test]
 fn seccomp_filter_keeps_denying_on_its_thread_only() {
     let mut t = Testee::start(&["seccomp", "main"]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "seccomp main 77 worker 0 getpid true",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("seccomp main 77 worker 0 getpid true");
 }
 
 #[test]
@@ -392,22 +379,14 @@ fn seccomp_filter_synchronized_over_threads_keeps_denying_on_all() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", t.pid)).unwrap();
     assert!(status.contains("Seccomp:\t2"), "{status}");
     assert!(status.contains("Seccomp_filters:\t1"), "{status}");
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "seccomp main 77 worker 77 getpid true",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("seccomp main 77 worker 77 getpid true");
 }
 
 #[test]
 fn periodic_itimer_caught_between_expiry_and_rearm_stays_armed() {
     let mut t = Testee::start(&["fired-itimer"]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "itimer interval 10 armed true",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("itimer interval 10 armed true");
 }
 
 #[test]
@@ -415,11 +394,7 @@ fn pending_connection_and_one_way_datagram_socket_come_back() {
     let cwd = tempfile::tempdir().unwrap();
     let mut t = Testee::start(&["pending", cwd.path().to_str().unwrap()]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "pending name pending.sock stream ping second false dgram queued+again",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("pending name pending.sock stream ping second false dgram queued+again");
 }
 
 #[test]
@@ -427,8 +402,7 @@ fn inotify_watch_keeps_watching() {
     let watched = tempfile::tempdir().unwrap();
     let mut t = Testee::start(&["inotify", watched.path().to_str().unwrap()]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(|l| l == "inotify created", Duration::from_secs(5));
+    t.poke_and_expect("inotify created");
 }
 
 #[test]
@@ -472,22 +446,14 @@ fn self_dump_service_socket_gets_the_restored_reply() {
     assert!(common::wait_gone(t.pid, Duration::from_secs(10)));
     drop(ours);
     t.restore_with(|_| {});
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "service type 1 success true restored true",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("service type 1 success true restored true");
 }
 
 #[test]
 fn signal_handler_altstack_pending_signal_and_itimer_come_back() {
     let mut t = Testee::start(&["signals"]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "signals handled 1 on altstack true timer true",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("signals handled 1 on altstack true timer true");
 }
 
 #[test]
@@ -544,11 +510,10 @@ fn credentials_cwd_umask_and_rlimits_come_back() {
         "{nofile}"
     );
     // The task was dumpable: changing its uid must not leave it undumpable.
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == format!("creds cwd {} umask 27 dumpable 1", cwd.path().display()),
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect(&format!(
+        "creds cwd {} umask 27 dumpable 1",
+        cwd.path().display()
+    ));
 }
 
 #[test]
@@ -655,11 +620,7 @@ fn inherit_fd_replaces_a_dumped_file_and_pidfile_gets_the_root_pid() {
 fn posix_timers_keep_their_ids_and_remaining_time() {
     let mut t = Testee::start(&["ptimer"]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "ptimer left ok true first exists true",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("ptimer left ok true first exists true");
 }
 
 #[test]
@@ -763,9 +724,5 @@ fn listening_unix_socket_and_accepted_connection_come_back() {
     let path = dir.path().join("sock");
     let mut t = Testee::start(&["unixserver", path.to_str().unwrap()]);
     t.dump_and_restore();
-    kill(Pid::from_raw(t.pid), Signal::SIGUSR1).unwrap();
-    t.wait_for(
-        |l| l == "unix ping listener accepts yes",
-        Duration::from_secs(5),
-    );
+    t.poke_and_expect("unix ping listener accepts yes");
 }
