@@ -223,9 +223,12 @@ pub struct DumpReport {
     pub memdump_time: Duration,
     /// The part of it spent storing pages (stats-dump memwrite_time).
     pub memwrite_time: Duration,
-    /// Pages read straight into a mapping of their pages image instead of written (large dumps
+    /// Pages stored straight into their place in a mapped region of the pages image (large dumps
     /// to tmpfs); part of `pages_written`.
     pub pages_filled_in_place: u64,
+    /// Of `pages_filled_in_place`, those the dumping thread `pwrite`s there while its helpers
+    /// fill the rest through the mapping (`criu_pages::PageReader::read_into`).
+    pub pages_written_in_place: u64,
 }
 
 /// Why a dump failed.
@@ -683,6 +686,7 @@ fn dump_results(
         memdump_time: counters.memdump,
         memwrite_time: counters.memwrite,
         pages_filled_in_place: counters.filled_in_place,
+        pages_written_in_place: counters.written_in_place,
     };
     (stats, report)
 }

@@ -67,9 +67,11 @@ pub struct PageCounters {
     /// The part of `memdump` spent handing pages to the images or the page server (CRIU's
     /// memwrite_time). With the pipelined reader, reading overlaps it rather than adding to it.
     pub memwrite: Duration,
-    /// Pages read straight into a mapping of the pages image (see `pagepipe::MAPPED_FILL_MIN`)
-    /// rather than written; included in `written`.
+    /// Pages stored through a mapped region of the pages image (see `pagepipe::MAPPED_FILL_MIN`)
+    /// rather than through the image writer; included in `written`.
     pub filled_in_place: u64,
+    /// Of `filled_in_place`, those `pwrite`n into their place rather than filled through memory.
+    pub written_in_place: u64,
 }
 
 /// What one task contributed to the tree-wide images.
@@ -381,9 +383,13 @@ fn dump_pages(
         .transpose()?
         .flatten();
     if let Some(mut area) = mapped {
-        // One copy, by several threads, straight into the pages image (see MAPPED_FILL_MIN).
-        reader
-            .read_into(&data, &mut area)
+        // One copy, by several threads, straight into the pages image (see MAPPED_FILL_MIN):
+        // this thread `pwrite`s chunks from the front, the others fill the rest through the
+        // mapping from the back (`PageReader::read_into` says why both).
+        let (bytes, positional) = area.split();
+        let write_at = |offset: usize, chunk: &[u8]| positional.write_at(offset, chunk);
+        let filled = reader
+            .read_into(&data, bytes, Some(&write_at))
             .map_err(|source| DumpError::Pages {
                 pid,
                 // The kernel copy faults (EFAULT) on either side: an unreadable page of the
@@ -395,6 +401,7 @@ fn dump_pages(
                 source: Box::new(source),
             })?;
         ctx.unmapping.push(area.into_unmapper());
+        ctx.pages.written_in_place += filled.written_pages;
         let (vmas, sps) = (&sink.vmas, &sink.sps);
         for range in &data {
             sink.out.add_stored(range.start, range.nr_pages, |va| {
@@ -632,10 +639,11 @@ pub fn dump_task(ctx: &mut Context<'_>, task: &mut FrozenTask) -> Result<TaskSum
     let before = ctx.pages;
     dump_pages(ctx, pid, &vmas, sps, true)?;
     tracing::debug!(
-        "pid {pid}: {} pages written ({} filled in place), {} left in the parent images, \
-         in {:.1} ms ({:.1} ms storing)",
+        "pid {pid}: {} pages written ({} filled in place, {} of them by pwrite), {} left in \
+         the parent images, in {:.1} ms ({:.1} ms storing)",
         ctx.pages.written - before.written,
         ctx.pages.filled_in_place - before.filled_in_place,
+        ctx.pages.written_in_place - before.written_in_place,
         ctx.pages.skipped_parent - before.skipped_parent,
         (ctx.pages.memdump - before.memdump).as_secs_f64() * 1e3,
         (ctx.pages.memwrite - before.memwrite).as_secs_f64() * 1e3,

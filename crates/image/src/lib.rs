@@ -44,4 +44,4 @@ pub use pagemap::{
     PagemapWriter, PagesIdAllocator, PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT,
 };
 pub use reader::ImageReader;
-pub use writer::{ImageWriter, MappedExtra, Unmapper};
+pub use writer::{ImageWriter, MappedExtra, MappedExtraWriter, Unmapper};

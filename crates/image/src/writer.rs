@@ -8,9 +8,9 @@
 
 use std::fs::File;
 use std::io::{BufWriter, IoSlice, Seek, SeekFrom, Write};
-use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -38,7 +38,9 @@ const MAPPING_ALIGN: u64 = 4096;
 /// into place) while it is still being filled.
 pub struct MappedExtra<'w> {
     map: memmap2::MmapMut,
-    _writer: PhantomData<&'w mut ImageWriter>,
+    /// The image file and where the mapped bytes start in it, for [`MappedExtraWriter`].
+    file: &'w File,
+    start: u64,
 }
 
 impl std::fmt::Debug for MappedExtra<'_> {
@@ -50,12 +52,57 @@ impl std::fmt::Debug for MappedExtra<'_> {
 }
 
 impl MappedExtra<'_> {
+    /// The mapped bytes, and a writer that puts bytes at an offset of the same region with
+    /// `pwrite` instead, for callers that fill part of the region through memory and part by
+    /// writing. On tmpfs the two differ: a page first touched through the mapping is zeroed by
+    /// the kernel, then filled, a fault each, and its page-table entry is to be torn down again;
+    /// one that `pwrite` creates is only copied into, but `pwrite`s to one file take turns on its
+    /// lock while faults run on every CPU at once. The caller never reads or writes through the
+    /// mapping a range it gives to the writer: the file's bytes change there while the slice
+    /// exists.
+    pub fn split(&mut self) -> (&mut [u8], MappedExtraWriter<'_>) {
+        let writer = MappedExtraWriter {
+            file: self.file,
+            start: self.start,
+            len: self.map.len(),
+        };
+        (&mut self.map, writer)
+    }
+
     /// Gives up access to the bytes (filled by now) and keeps only the mapping, which goes when the
     /// returned value is dropped, possibly on another thread: unmapping is not free (about 85 ns a
     /// page here, 90 ms for 4 GiB) and need not hold up what comes next. The image may be finished
     /// meanwhile: nothing reads or writes through the mapping any more.
     pub fn into_unmapper(self) -> Unmapper {
         Unmapper(self.map)
+    }
+}
+
+/// Writes bytes of a [`MappedExtra`] region with `pwrite` ([`MappedExtra::split`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MappedExtraWriter<'a> {
+    file: &'a File,
+    start: u64,
+    len: usize,
+}
+
+impl MappedExtraWriter<'_> {
+    /// Writes `data` at `offset` bytes into the region; all of it must lie inside the region.
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        let inside = offset
+            .checked_add(data.len())
+            .is_some_and(|end| end <= self.len);
+        if !inside {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} bytes at offset {offset} do not fit the {} mapped bytes",
+                    data.len(),
+                    self.len
+                ),
+            ));
+        }
+        self.file.write_all_at(data, self.start + offset as u64)
     }
 }
 
@@ -352,7 +399,8 @@ impl ImageWriter {
         self.offset = end;
         Ok(Some(MappedExtra {
             map,
-            _writer: PhantomData,
+            file: out.get_ref(),
+            start,
         }))
     }
 

@@ -484,6 +484,33 @@ fn mapped_appends_sit_between_writes_in_a_raw_image() {
     assert_eq!(bytes, expected);
 }
 
+/// A mapped region filled partly through memory and partly with `pwrite` (`split`): both land in
+/// their place in the file, and a write that would leave the region is refused, not done.
+#[test]
+fn mapped_region_takes_positional_writes_beside_memory_fills() {
+    let (tmp, dir) = temp_dir();
+    let mut writer = dir.writer(ImageKind::Pages, 1).unwrap();
+    writer.write_extra(&[1u8; 4096]).unwrap();
+    {
+        let mut mapped = writer.append_mapped(3 * 4096).unwrap().unwrap();
+        let (bytes, positional) = mapped.split();
+        bytes[2 * 4096..].fill(3);
+        positional.write_at(0, &[2u8; 4096]).unwrap();
+        let error = positional.write_at(2 * 4096 + 1, &[9u8; 4096]).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        assert!(positional.write_at(usize::MAX, &[9u8; 2]).is_err());
+    }
+    writer.write_extra(&[4u8; 4096]).unwrap();
+    writer.finish().unwrap();
+
+    let bytes = std::fs::read(tmp.path().join("pages-1.img")).unwrap();
+    let expected: Vec<u8> = [1u8, 2, 0, 3, 4]
+        .iter()
+        .flat_map(|&value| [value; 4096])
+        .collect();
+    assert_eq!(bytes, expected);
+}
+
 /// The VmFlags line of our one mapping of a file in `dir` whose name contains `name`.
 fn vm_flags_of_mapping(dir: &std::path::Path, name: &str) -> String {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();

@@ -53,7 +53,8 @@ mod sys;
 mod vma;
 
 pub use reader::{
-    Hole, PageReader, PageSink, ReadError, ReadStats, ReaderOptions, VecSink, MAX_FILL_WORKERS,
+    Hole, PageReader, PageSink, PositionalWrite, ReadError, ReadStats, ReaderOptions, VecSink,
+    MAX_FILL_WORKERS,
 };
 pub use scan::{
     category, intersect_ranges, present_ranges, present_ranges_with, subtract_ranges,

@@ -7,6 +7,7 @@
 //! other to the sink (double buffering), so reading overlaps writing; the sink itself never
 //! leaves the calling thread and need not be `Send`.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -248,6 +249,9 @@ pub struct ReadStats {
     pub mem_fallback_pages: u64,
     /// Sink batches (one [`PageSink::add_page_runs`] each).
     pub batches: u64,
+    /// Of [`ReadStats::pages`], those [`PageReader::read_into`] gave to its positional writer
+    /// instead of filling them through memory.
+    pub written_pages: u64,
 }
 
 /// Reads page contents of one process.
@@ -273,6 +277,18 @@ impl std::fmt::Debug for PageReader {
 struct Batch {
     runs: Vec<PageRange>,
     bytes: usize,
+}
+
+/// Writes bytes at an offset of a [`PageReader::read_into`] destination by a way other than its
+/// memory: `pwrite` into the file behind a shared mapping (`criu_image::MappedExtraWriter`).
+pub type PositionalWrite<'a> = dyn Fn(usize, &[u8]) -> io::Result<()> + Sync + 'a;
+
+/// A chunk of [`PageReader::read_into`]: the pages to read, where their bytes go in the
+/// destination, and that part of it.
+struct FillJob<'d> {
+    batch: Batch,
+    offset: usize,
+    slot: &'d mut [u8],
 }
 
 /// A filled buffer travelling from the reader thread to the sink.
@@ -337,11 +353,24 @@ impl PageReader {
     /// This is for a destination whose filling is the expensive part: a shared mapping of an
     /// image file on tmpfs (`criu_image::ImageWriter::append_mapped`), where the kernel allocates
     /// the file's pages as process_vm_readv copies into them, on every worker at once, instead of
-    /// one `write` at a time under the file's lock. On error, part of `destination` may be filled.
+    /// one `write` at a time under the file's lock.
+    ///
+    /// With `write_at` (a positional write into the same destination by another way: `pwrite`
+    /// into the file behind the mapping), the calling thread takes chunks from the front, reads
+    /// each into a buffer and hands it to `write_at` (offset in `destination`, bytes), while the
+    /// other workers fill chunks from the back through memory until they meet. Why: a page the
+    /// kernel creates for `pwrite` is copied into, not zeroed first and faulted in, and has no
+    /// page-table entry to tear down afterwards; but writes to one file take turns on its lock,
+    /// so one writer is all that pays. Measured on this 2-CPU VM, 4 GiB dumps to tmpfs that kill
+    /// the tree (16 each, alternating binaries): whole command median 1.97 s against 2.12 s for
+    /// fillers alone, faster in 7 of 8 rounds, the part after the fill 50 ms shorter in all 8.
+    /// A chunk given to `write_at` is never read or written through `destination`. On error,
+    /// part of `destination` may be filled.
     pub fn read_into(
         &self,
         ranges: &[PageRange],
         destination: &mut [u8],
+        write_at: Option<&PositionalWrite<'_>>,
     ) -> Result<ReadStats, ReadError> {
         let total_bytes = check_ranges(ranges)?;
         if total_bytes != destination.len() as u64 {
@@ -350,11 +379,18 @@ impl PageReader {
                 destination: destination.len(),
             });
         }
-        let mut jobs = Vec::new();
+        let mut jobs = VecDeque::new();
         let mut rest = destination;
+        let mut offset = 0;
         for batch in Batches::new(ranges, self.options.chunk_bytes) {
             let (slot, tail) = std::mem::take(&mut rest).split_at_mut(batch.bytes);
-            jobs.push((batch, slot));
+            let bytes = batch.bytes;
+            jobs.push_back(FillJob {
+                batch,
+                offset,
+                slot,
+            });
+            offset += bytes;
             rest = tail;
         }
         let workers = if self.options.pipelined {
@@ -365,13 +401,16 @@ impl PageReader {
         } else {
             1
         };
-        let queue = Mutex::new(jobs.into_iter());
+        let queue = Mutex::new(jobs);
         let failed = AtomicBool::new(false);
         let results: Vec<Result<ReadStats, ReadError>> = std::thread::scope(|scope| {
             let helpers: Vec<_> = (1..workers)
                 .map(|_| scope.spawn(|| self.fill_jobs(&queue, &failed)))
                 .collect();
-            let mut results = vec![self.fill_jobs(&queue, &failed)];
+            let mut results = vec![match write_at {
+                Some(write_at) => self.write_jobs(&queue, &failed, write_at),
+                None => self.fill_jobs(&queue, &failed),
+            }];
             results.extend(helpers.into_iter().map(|helper| {
                 helper
                     .join()
@@ -386,30 +425,73 @@ impl PageReader {
             stats.pvr_calls += part.pvr_calls;
             stats.mem_fallback_pages += part.mem_fallback_pages;
             stats.batches += part.batches;
+            stats.written_pages += part.written_pages;
         }
         Ok(stats)
     }
 
-    /// One worker of [`PageReader::read_into`]: fills the next job of `queue` until none is
-    /// left or a worker failed.
-    fn fill_jobs<'d>(
+    /// A worker of [`PageReader::read_into`] filling through memory: takes chunks from the back
+    /// of `queue` until none is left or a worker failed.
+    fn fill_jobs(
         &self,
-        queue: &Mutex<impl Iterator<Item = (Batch, &'d mut [u8])>>,
+        queue: &Mutex<VecDeque<FillJob<'_>>>,
         failed: &AtomicBool,
     ) -> Result<ReadStats, ReadError> {
         let mut stats = ReadStats::default();
         while !failed.load(Ordering::Relaxed) {
-            let Some((batch, slot)) = queue.lock().map(|mut jobs| jobs.next()).unwrap_or(None)
-            else {
+            let Some(job) = queue.lock().map(|mut jobs| jobs.pop_back()).unwrap_or(None) else {
                 break;
             };
-            if let Err(error) = self.fill(&batch, slot, &mut stats) {
+            if let Err(error) = self.fill(&job.batch, job.slot, &mut stats) {
                 failed.store(true, Ordering::Relaxed);
                 return Err(error);
             }
-            stats.pages += batch.bytes as u64 / PAGE_SIZE;
+            stats.pages += job.batch.bytes as u64 / PAGE_SIZE;
             stats.batches += 1;
         }
+        Ok(stats)
+    }
+
+    /// The worker of [`PageReader::read_into`] that writes: takes chunks from the front of
+    /// `queue`, reads each into a buffer and gives it to `write_at`, never touching its slot.
+    fn write_jobs(
+        &self,
+        queue: &Mutex<VecDeque<FillJob<'_>>>,
+        failed: &AtomicBool,
+        write_at: &PositionalWrite<'_>,
+    ) -> Result<ReadStats, ReadError> {
+        let mut stats = ReadStats::default();
+        let mut buffer = self.take_buffer();
+        while !failed.load(Ordering::Relaxed) {
+            let Some(job) = queue
+                .lock()
+                .map(|mut jobs| jobs.pop_front())
+                .unwrap_or(None)
+            else {
+                break;
+            };
+            let FillJob {
+                batch,
+                offset,
+                slot: _,
+            } = job;
+            let data = &mut buffer[..batch.bytes];
+            let written = self.fill(&batch, data, &mut stats).and_then(|()| {
+                write_at(offset, data).map_err(|source| ReadError::Sink {
+                    vaddr: batch.runs.first().map_or(0, |run| run.start),
+                    source,
+                })
+            });
+            if let Err(error) = written {
+                failed.store(true, Ordering::Relaxed);
+                return Err(error);
+            }
+            let pages = batch.bytes as u64 / PAGE_SIZE;
+            stats.pages += pages;
+            stats.written_pages += pages;
+            stats.batches += 1;
+        }
+        self.return_buffer(buffer);
         Ok(stats)
     }
 

@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use common::{pagemap_entry, pattern_byte, proc_mem, Testee, PAGE};
 use criu_pages::*;
@@ -581,7 +582,9 @@ fn page_reader_batches_more_ranges_than_one_iovec_array_holds() {
 }
 
 /// `read_into` fills one destination with the same bytes, in the same order, as `read` hands to a
-/// sink, whether one thread or several share the chunks, PROT_NONE pages included.
+/// sink, whether one thread or several share the chunks, PROT_NONE pages included; with a
+/// positional writer, the chunks it was given hold the right bytes there and were never touched
+/// through memory, and the others were filled through memory.
 #[test]
 fn read_into_fills_the_destination_exactly_as_read_delivers() {
     let testee = Testee::layout();
@@ -599,7 +602,8 @@ fn read_into_fills_the_destination_exactly_as_read_delivers() {
     for options in reader_settings() {
         let reader = PageReader::with_options(pid, options).unwrap();
         let mut destination = vec![0xeeu8; expected.len()];
-        let stats = reader.read_into(&ranges, &mut destination).unwrap();
+        let stats = reader.read_into(&ranges, &mut destination, None).unwrap();
+        assert_eq!(stats.written_pages, 0, "no writer, nothing written");
         assert_eq!(stats.pages, total, "{options:?}");
         assert_eq!(stats.mem_fallback_pages, 2, "the two PROT_NONE pages");
         assert_eq!(
@@ -609,6 +613,48 @@ fn read_into_fills_the_destination_exactly_as_read_delivers() {
         );
         if let Some(at) = (0..expected.len()).find(|&at| destination[at] != expected[at]) {
             panic!("{options:?}: byte {at} of the destination differs from read()'s");
+        }
+
+        // The same with a writer into a separate copy standing in for the file behind a mapping.
+        let file = Mutex::new(vec![0xeeu8; expected.len()]);
+        let written = Mutex::new(Vec::new());
+        let write_at = |offset: usize, data: &[u8]| {
+            file.lock().unwrap()[offset..offset + data.len()].copy_from_slice(data);
+            written.lock().unwrap().push(offset..offset + data.len());
+            Ok(())
+        };
+        let mut destination = vec![0xeeu8; expected.len()];
+        let stats = reader
+            .read_into(&ranges, &mut destination, Some(&write_at))
+            .unwrap();
+        assert_eq!(stats.pages, total, "{options:?}");
+        let written = written.into_inner().unwrap();
+        let written_bytes: usize = written.iter().map(|chunk| chunk.len()).sum();
+        assert_eq!(stats.written_pages * PAGE, written_bytes as u64);
+        assert!(
+            stats.written_pages > 0,
+            "the calling thread writes: {options:?}"
+        );
+        if !options.pipelined {
+            assert_eq!(stats.written_pages, total, "alone, it writes everything");
+        }
+        let file = file.into_inner().unwrap();
+        let mut by_writer = vec![false; expected.len()];
+        for chunk in &written {
+            by_writer[chunk.clone()].fill(true);
+        }
+        if let Some(at) = (0..expected.len()).find(|&at| {
+            let (got, untouched) = if by_writer[at] {
+                (file[at], destination[at])
+            } else {
+                (destination[at], file[at])
+            };
+            got != expected[at] || untouched != 0xee
+        }) {
+            panic!(
+                "{options:?}: byte {at} (written: {}) is wrong",
+                by_writer[at]
+            );
         }
     }
 }
@@ -631,7 +677,7 @@ fn read_into_refuses_a_wrong_destination_and_reports_unreadable_pages() {
     )
     .unwrap();
     let mut short = vec![0u8; total as usize - PAGE as usize];
-    match reader.read_into(&ranges, &mut short) {
+    match reader.read_into(&ranges, &mut short, None) {
         Err(ReadError::DestinationSize {
             ranges: bytes,
             destination,
@@ -648,8 +694,22 @@ fn read_into_refuses_a_wrong_destination_and_reports_unreadable_pages() {
     with_hole.push(PageRange::new(hole, 1));
     with_hole.sort_by_key(|range| range.start);
     let mut destination = vec![0u8; total as usize + PAGE as usize];
-    match reader.read_into(&with_hole, &mut destination) {
+    match reader.read_into(&with_hole, &mut destination, None) {
         Err(ReadError::Unreadable { addr, .. }) => assert_eq!(addr, hole),
         other => panic!("expected Unreadable at {hole:#x}, got {other:?}"),
+    }
+
+    // A writer that fails (a full filesystem) fails the fill with its error, naming the first
+    // address of the chunk it refused.
+    let full = |_: usize, _: &[u8]| Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    let mut destination = vec![0u8; total as usize];
+    match reader.read_into(&ranges, &mut destination, Some(&full)) {
+        Err(ReadError::Sink { vaddr, source }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
+            assert!(ranges
+                .iter()
+                .any(|range| range.start <= vaddr && vaddr < range.end()));
+        }
+        other => panic!("expected the writer's ENOSPC, got {other:?}"),
     }
 }
