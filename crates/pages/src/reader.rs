@@ -362,8 +362,9 @@ impl PageReader {
     /// kernel creates for `pwrite` is copied into, not zeroed first and faulted in, and has no
     /// page-table entry to tear down afterwards; but writes to one file take turns on its lock,
     /// so one writer is all that pays. Measured on this 2-CPU VM, 4 GiB dumps to tmpfs that kill
-    /// the tree (16 each, alternating binaries): whole command median 1.97 s against 2.12 s for
-    /// fillers alone, faster in 7 of 8 rounds, the part after the fill 50 ms shorter in all 8.
+    /// the tree (two runs of 16 each, alternating binaries): whole command medians 1.97 and 2.00 s
+    /// against 2.12 and 2.05 s for fillers alone, the part after the fill 36-50 ms shorter in
+    /// every round (fewer page-table entries to tear down), the fill itself unchanged.
     /// A chunk given to `write_at` is never read or written through `destination`. On error,
     /// part of `destination` may be filled.
     pub fn read_into(
