@@ -383,20 +383,20 @@ fn dump_pages(
         .transpose()?
         .flatten();
     if let Some(mut area) = mapped {
-        // One copy, by several threads, straight into the pages image (see MAPPED_FILL_MIN):
-        // this thread `pwrite`s chunks from the front, the others fill the rest through the
-        // mapping from the back (`PageReader::read_into` says why both).
+        // Straight into the pages image (see MAPPED_FILL_MIN): this thread reads chunks from the
+        // front into a buffer and `pwrite`s them into place, the others read the rest from the
+        // back straight into the mapping (`PageReader::read_into` says why both).
         let (bytes, positional) = area.split();
-        let write_at = |offset: usize, chunk: &[u8]| positional.write_at(offset, chunk);
+        let write_at = |part: &mut [u8], chunk: &[u8]| positional.write_into(part, chunk);
         let filled = reader
             .read_into(&data, bytes, Some(&write_at))
             .map_err(|source| DumpError::Pages {
                 pid,
-                // The kernel copy faults (EFAULT) on either side: an unreadable page of the
-                // target, or an image page the filesystem or a memory cgroup had no room for.
-                what: "reading pages straight into the pages image on tmpfs (\"Bad address\" \
-                       here can also mean that the images filesystem or a memory cgroup ran out \
-                       of room)"
+                // Out of room shows as ENOSPC (or ENOMEM in a memory cgroup) from `pwrite`, but
+                // as a fault (EFAULT) from the kernel copy into the mapping, which an unreadable
+                // page of the target gives too.
+                what: "storing pages in the pages image on tmpfs (\"Bad address\" here can also \
+                       mean that the images filesystem or a memory cgroup ran out of room)"
                     .into(),
                 source: Box::new(source),
             })?;
@@ -408,7 +408,9 @@ fn dump_pages(
                 PagemapSink::lazy_for(vmas, sps, va)
             })?;
         }
-        // Reading and storing are one copy here: all of it counts as storing.
+        // Reading and storing overlap here (each chunk is read and stored by one thread, one
+        // copy straight into the mapping or one into a buffer and one by `pwrite`): all of it
+        // counts as storing.
         sink.writing += filling.elapsed();
         ctx.pages.filled_in_place += data_bytes / PAGE_SIZE;
     } else if let Err(source) = reader.read(&data, &mut sink) {

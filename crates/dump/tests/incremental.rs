@@ -258,8 +258,9 @@ fn restore_and_check(mut program: Program, dir: &Path) {
 }
 
 /// Images on tmpfs with more than `MAPPED_FILL_MIN` of pages: the pages image is filled in place
-/// through a mapping (by several threads) instead of written, the pagemap comes out as from a dump
-/// written with `write` to a disk directory, and the process restores with its memory intact.
+/// (through a mapping by the helper threads, by `pwrite` into its place by the dumping thread)
+/// instead of appended to, the pagemap comes out as from a dump written with `write` to a disk
+/// directory, and the process restores with its memory intact.
 #[test]
 fn a_large_dump_to_tmpfs_fills_its_pages_image_in_place_and_restores_intact() {
     let work = tempfile::tempdir().unwrap();

@@ -18,9 +18,9 @@ pub(crate) fn map_shared_writable(
     // `.NAME.PID-N.part` created with O_TRUNC in the images directory), sized to cover the whole
     // mapping before this call, and only ever grown; while the bytes are accessible
     // (`MappedExtra`) the writer is mutably borrowed, so it cannot be written or finished. The
-    // one other way in is `MappedExtraWriter::write_at` (pwrite into the mapped range), and the
-    // contract of `MappedExtra::split` is that a range given to it is never read or written
-    // through the mapping: no access through the mapping can observe those bytes change. Once
+    // one other way in is `MappedExtraWriter::write_into` (pwrite into the mapped range), which
+    // takes the bytes it changes as `&mut [u8]`, so whoever holds them lends them for the write
+    // and sees them changed only after it, as if the write went through memory. Once
     // `into_unmapper` gave up that access, the mapping is only unmapped, never read or written,
     // so what happens to the file afterwards cannot be observed through it.
     let map = unsafe {

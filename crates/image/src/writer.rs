@@ -52,18 +52,18 @@ impl std::fmt::Debug for MappedExtra<'_> {
 }
 
 impl MappedExtra<'_> {
-    /// The mapped bytes, and a writer that puts bytes at an offset of the same region with
-    /// `pwrite` instead, for callers that fill part of the region through memory and part by
-    /// writing. On tmpfs the two differ: a page first touched through the mapping is zeroed by
-    /// the kernel, then filled, a fault each, and its page-table entry is to be torn down again;
-    /// one that `pwrite` creates is only copied into, but `pwrite`s to one file take turns on its
-    /// lock while faults run on every CPU at once. The caller never reads or writes through the
-    /// mapping a range it gives to the writer: the file's bytes change there while the slice
-    /// exists.
+    /// The mapped bytes, and a writer that stores bytes into a part of them with `pwrite`
+    /// instead of through memory, for callers that fill part of the region one way and part the
+    /// other. On tmpfs the two differ: a page first touched through the mapping is zeroed by the
+    /// kernel, then filled, a fault each, and its page-table entry is to be torn down again; one
+    /// that `pwrite` creates is only copied into, but `pwrite`s to one file take turns on its
+    /// lock while faults run on every CPU at once. The writer takes the part it fills as
+    /// `&mut [u8]`, so the compiler knows those bytes may have changed, as they have.
     pub fn split(&mut self) -> (&mut [u8], MappedExtraWriter<'_>) {
         let writer = MappedExtraWriter {
             file: self.file,
             start: self.start,
+            base: self.map.as_ptr() as usize,
             len: self.map.len(),
         };
         (&mut self.map, writer)
@@ -78,27 +78,36 @@ impl MappedExtra<'_> {
     }
 }
 
-/// Writes bytes of a [`MappedExtra`] region with `pwrite` ([`MappedExtra::split`]).
+/// Stores bytes into parts of a [`MappedExtra`] region with `pwrite` ([`MappedExtra::split`]).
 #[derive(Clone, Copy, Debug)]
 pub struct MappedExtraWriter<'a> {
     file: &'a File,
+    /// Where the region starts in the file.
     start: u64,
+    /// Where the region is mapped, and its length.
+    base: usize,
     len: usize,
 }
 
 impl MappedExtraWriter<'_> {
-    /// Writes `data` at `offset` bytes into the region; all of it must lie inside the region.
-    pub fn write_at(&self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+    /// Stores `data` into `part` (a part of the region, exactly as long) by writing it to the
+    /// file at the same place, not through memory; afterwards `part` reads as `data`.
+    pub fn write_into(&self, part: &mut [u8], data: &[u8]) -> std::io::Result<()> {
+        let offset = (part.as_ptr() as usize).wrapping_sub(self.base);
         let inside = offset
-            .checked_add(data.len())
+            .checked_add(part.len())
             .is_some_and(|end| end <= self.len);
-        if !inside {
+        if !inside || part.len() != data.len() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
-                    "{} bytes at offset {offset} do not fit the {} mapped bytes",
+                    "{} bytes for a part of {} bytes at {:#x}, which is not inside the {} mapped \
+                     bytes at {:#x}, or not as long",
                     data.len(),
-                    self.len
+                    part.len(),
+                    part.as_ptr() as usize,
+                    self.len,
+                    self.base
                 ),
             ));
         }

@@ -494,11 +494,20 @@ fn mapped_region_takes_positional_writes_beside_memory_fills() {
     {
         let mut mapped = writer.append_mapped(3 * 4096).unwrap().unwrap();
         let (bytes, positional) = mapped.split();
-        bytes[2 * 4096..].fill(3);
-        positional.write_at(0, &[2u8; 4096]).unwrap();
-        let error = positional.write_at(2 * 4096 + 1, &[9u8; 4096]).unwrap_err();
+        let (first, rest) = bytes.split_at_mut(4096);
+        let (middle, last) = rest.split_at_mut(4096);
+        first.fill(2);
+        // The last part, ending exactly where the region does, written into its place.
+        positional.write_into(last, &[3u8; 4096]).unwrap();
+        assert!(last.iter().all(|&byte| byte == 3), "reads as written");
+        let error = positional.write_into(middle, &[9u8; 4095]).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
-        assert!(positional.write_at(usize::MAX, &[9u8; 2]).is_err());
+        let mut elsewhere = [0u8; 4096];
+        assert!(positional.write_into(&mut elsewhere, &[9u8; 4096]).is_err());
+        assert!(
+            middle.iter().all(|&byte| byte == 0),
+            "refused writes wrote nothing"
+        );
     }
     writer.write_extra(&[4u8; 4096]).unwrap();
     writer.finish().unwrap();

@@ -61,6 +61,13 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+    /// [`PageReader::read_into`]'s writer could not store the pages read from `vaddr` on.
+    #[error("storing the pages read at {vaddr:#x} failed: {source}")]
+    Write {
+        vaddr: u64,
+        #[source]
+        source: io::Error,
+    },
     /// Reading a shmem object's file failed.
     #[error("reading shmem object at offset {offset:#x} failed: {source}")]
     ShmemRead {
@@ -279,15 +286,15 @@ struct Batch {
     bytes: usize,
 }
 
-/// Writes bytes at an offset of a [`PageReader::read_into`] destination by a way other than its
-/// memory: `pwrite` into the file behind a shared mapping (`criu_image::MappedExtraWriter`).
-pub type PositionalWrite<'a> = dyn Fn(usize, &[u8]) -> io::Result<()> + Sync + 'a;
+/// Stores bytes (the second argument) into a part of a [`PageReader::read_into`] destination (the
+/// first, exactly as long) by a way other than its memory: `pwrite` into the file behind a shared
+/// mapping (`criu_image::MappedExtraWriter::write_into`).
+pub type PositionalWrite<'a> = dyn Fn(&mut [u8], &[u8]) -> io::Result<()> + Sync + 'a;
 
-/// A chunk of [`PageReader::read_into`]: the pages to read, where their bytes go in the
-/// destination, and that part of it.
+/// A chunk of [`PageReader::read_into`]: the pages to read and the part of the destination their
+/// bytes go to.
 struct FillJob<'d> {
     batch: Batch,
-    offset: usize,
     slot: &'d mut [u8],
 }
 
@@ -352,20 +359,19 @@ impl PageReader {
     ///
     /// This is for a destination whose filling is the expensive part: a shared mapping of an
     /// image file on tmpfs (`criu_image::ImageWriter::append_mapped`), where the kernel allocates
-    /// the file's pages as process_vm_readv copies into them, on every worker at once, instead of
-    /// one `write` at a time under the file's lock.
+    /// the file's pages as process_vm_readv copies into them, on several workers at once, where
+    /// `write`s of one file take turns on its lock.
     ///
-    /// With `write_at` (a positional write into the same destination by another way: `pwrite`
-    /// into the file behind the mapping), the calling thread takes chunks from the front, reads
-    /// each into a buffer and hands it to `write_at` (offset in `destination`, bytes), while the
+    /// With `write_at` (a way to store into part of the destination other than through memory:
+    /// `pwrite` into the file behind the mapping), the calling thread takes chunks from the front,
+    /// reads each into a buffer and has `write_at` store it into the chunk's part, while the
     /// other workers fill chunks from the back through memory until they meet. Why: a page the
     /// kernel creates for `pwrite` is copied into, not zeroed first and faulted in, and has no
     /// page-table entry to tear down afterwards; but writes to one file take turns on its lock,
     /// so one writer is all that pays. Measured on this 2-CPU VM, 4 GiB dumps to tmpfs that kill
     /// the tree (two runs of 16 each, alternating binaries): whole command medians 1.97 and 2.00 s
     /// against 2.12 and 2.05 s for fillers alone, the part after the fill 36-50 ms shorter in
-    /// every round (fewer page-table entries to tear down), the fill itself unchanged.
-    /// A chunk given to `write_at` is never read or written through `destination`. On error,
+    /// every round (fewer page-table entries to tear down), the fill itself unchanged. On error,
     /// part of `destination` may be filled.
     pub fn read_into(
         &self,
@@ -382,16 +388,9 @@ impl PageReader {
         }
         let mut jobs = VecDeque::new();
         let mut rest = destination;
-        let mut offset = 0;
         for batch in Batches::new(ranges, self.options.chunk_bytes) {
             let (slot, tail) = std::mem::take(&mut rest).split_at_mut(batch.bytes);
-            let bytes = batch.bytes;
-            jobs.push_back(FillJob {
-                batch,
-                offset,
-                slot,
-            });
-            offset += bytes;
+            jobs.push_back(FillJob { batch, slot });
             rest = tail;
         }
         let workers = if self.options.pipelined {
@@ -454,7 +453,7 @@ impl PageReader {
     }
 
     /// The worker of [`PageReader::read_into`] that writes: takes chunks from the front of
-    /// `queue`, reads each into a buffer and gives it to `write_at`, never touching its slot.
+    /// `queue`, reads each into a buffer and has `write_at` store it into the chunk's slot.
     fn write_jobs(
         &self,
         queue: &Mutex<VecDeque<FillJob<'_>>>,
@@ -471,14 +470,10 @@ impl PageReader {
             else {
                 break;
             };
-            let FillJob {
-                batch,
-                offset,
-                slot: _,
-            } = job;
+            let FillJob { batch, slot } = job;
             let data = &mut buffer[..batch.bytes];
             let written = self.fill(&batch, data, &mut stats).and_then(|()| {
-                write_at(offset, data).map_err(|source| ReadError::Sink {
+                write_at(slot, data).map_err(|source| ReadError::Write {
                     vaddr: batch.runs.first().map_or(0, |run| run.start),
                     source,
                 })
