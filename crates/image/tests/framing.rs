@@ -476,12 +476,7 @@ fn mapped_appends_sit_between_writes_in_a_raw_image() {
     assert!(!tmp.path().join("pages-1.img").exists());
     writer.finish().unwrap();
 
-    let bytes = std::fs::read(tmp.path().join("pages-1.img")).unwrap();
-    let expected: Vec<u8> = [1u8, 2, 0, 3, 4]
-        .iter()
-        .flat_map(|&value| [value; 4096])
-        .collect();
-    assert_eq!(bytes, expected);
+    assert_pages_of(tmp.path(), &[1, 2, 0, 3, 4]);
 }
 
 /// A mapped region filled partly through memory and partly with `pwrite` (`split`): both land in
@@ -512,11 +507,13 @@ fn mapped_region_takes_positional_writes_beside_memory_fills() {
     writer.write_extra(&[4u8; 4096]).unwrap();
     writer.finish().unwrap();
 
-    let bytes = std::fs::read(tmp.path().join("pages-1.img")).unwrap();
-    let expected: Vec<u8> = [1u8, 2, 0, 3, 4]
-        .iter()
-        .flat_map(|&value| [value; 4096])
-        .collect();
+    assert_pages_of(tmp.path(), &[1, 2, 0, 3, 4]);
+}
+
+/// `pages-1.img` in `dir` holds a page of each of `values`, every byte of a page the same.
+fn assert_pages_of(dir: &std::path::Path, values: &[u8]) {
+    let bytes = std::fs::read(dir.join("pages-1.img")).unwrap();
+    let expected: Vec<u8> = values.iter().flat_map(|&value| [value; 4096]).collect();
     assert_eq!(bytes, expected);
 }
 
