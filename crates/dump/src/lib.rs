@@ -568,13 +568,6 @@ fn dump_inner(
             return Err(e);
         }
     };
-    let counters = ctx.pages;
-    let shmem = ctx
-        .files
-        .shmem
-        .as_ref()
-        .map(|s| (s.scanned, s.written, s.pipes, s.pipe_bufs))
-        .unwrap_or_default();
     let frozen_time = frozen_start.elapsed();
     tracing::info!(
         "The tree was frozen for {:.1} ms",
@@ -596,7 +589,8 @@ fn dump_inner(
     finish_tree(opts, tree)?;
     drop(repaired);
 
-    let (stats, report) = dump_results(pids, freezing_time, frozen_time, &counters, shmem);
+    let shmem = ctx.files.shmem.as_ref();
+    let (stats, report) = dump_results(pids, freezing_time, frozen_time, &ctx.pages, shmem);
     inventory::write_dump_stats(&opts.images, &stats)?;
     Ok(report)
 }
@@ -617,7 +611,7 @@ fn parent_tracking(opts: &DumpOptions) -> track::Tracking {
 
 /// A stats-dump time field: microseconds in a u32, as CRIU stores them; a dump frozen for more than
 /// 71 minutes reads as the maximum instead of wrapping to a small number.
-fn saturating_micros(duration: std::time::Duration) -> u32 {
+fn saturating_micros(duration: Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
@@ -650,16 +644,18 @@ fn freeze(opts: &DumpOptions) -> Result<(FrozenTree, Duration), DumpError> {
 }
 
 /// stats-dump and the report of a dump or pre-dump that froze the tree for `frozen_time`
-/// (`freezing_time` to freeze it), with `shmem` the shared memory's (scanned, written, page
-/// pipes, pipe buffers) beside the private memory's `counters`.
+/// (`freezing_time` to freeze it), with the shared memory's counters (`shmem`, none for a
+/// pre-dump) beside the private memory's (`counters`).
 fn dump_results(
     pids: Vec<i32>,
     freezing_time: Duration,
     frozen_time: Duration,
     counters: &task::PageCounters,
-    shmem: (u64, u64, u64, u64),
+    shmem: Option<&files::ShmemOut>,
 ) -> (DumpStatsEntry, DumpReport) {
-    let (shpages_scanned, shpages_written, sh_pipes, sh_bufs) = shmem;
+    let (shpages_scanned, shpages_written, sh_pipes, sh_bufs) = shmem.map_or((0, 0, 0, 0), |s| {
+        (s.scanned, s.written, s.pipes, s.pipe_bufs)
+    });
     let stats = DumpStatsEntry {
         freezing_time: saturating_micros(freezing_time),
         frozen_time: saturating_micros(frozen_time),
@@ -753,13 +749,7 @@ fn pre_dump_inner(opts: &DumpOptions) -> Result<DumpReport, DumpError> {
     let inv = inventory::pre_dump_inventory(Some(proc::read_uptime_us()?), 1);
     inventory::write_inventory(&opts.images, &inv)?;
     // A pre-dump leaves shared memory to the dump (CRIU too).
-    let (stats, report) = dump_results(
-        pids,
-        freezing_time,
-        frozen_time,
-        &ctx.pages,
-        Default::default(),
-    );
+    let (stats, report) = dump_results(pids, freezing_time, frozen_time, &ctx.pages, None);
     inventory::write_dump_stats(&opts.images, &stats)?;
     // Only a complete pre-dump passes tracking on; on every error path above
     // `ctx` drops and the uffds close, which ends tracking.

@@ -471,9 +471,9 @@ struct LocalPagemap {
 /// the file that the dump's helper threads fill with process_vm_readv at once, beside the dumping
 /// thread's own buffer and `pwrite` (`PageReader::read_into`), instead of a buffer and `write`s
 /// alone: on tmpfs `write` holds the inode lock, so the kernel's page allocation and copy for one
-/// file run on one CPU, and it is the whole cost of a large dump. Measured on this 2-CPU VM at 4 GiB (C model of both, 4 runs each): the mapped fill
-/// took 1.82-2.19 s, the buffer + `write` pipeline 2.15-2.26 s, a plain tmpfs `write` of the same
-/// bytes 1.75-2.15 s. Below this size the mapping and page-table setup are not worth it. Other
+/// file run on one CPU, and it is the whole cost of a large dump. Measured on this 2-CPU VM at
+/// 4 GiB (C model of both, 4 runs each): the mapped fill took 1.82-2.19 s, the buffer + `write`
+/// pipeline 2.15-2.26 s, a plain tmpfs `write` of the same bytes 1.75-2.15 s. Below this size the mapping and page-table setup are not worth it. Other
 /// filesystems keep `write`, which suits their writeback better than dirty shared mappings.
 pub const MAPPED_FILL_MIN: usize = 16 << 20;
 
