@@ -286,6 +286,23 @@ struct Batch {
     bytes: usize,
 }
 
+impl Batch {
+    /// The address of its first page, to name the batch in errors.
+    fn first_vaddr(&self) -> u64 {
+        self.runs.first().map_or(0, |run| run.start)
+    }
+}
+
+impl ReadStats {
+    /// Counts `batch` as read and stored; returns its pages.
+    fn add_batch(&mut self, batch: &Batch) -> u64 {
+        let pages = batch.bytes as u64 / PAGE_SIZE;
+        self.pages += pages;
+        self.batches += 1;
+        pages
+    }
+}
+
 /// Stores bytes (the second argument) into a part of a [`PageReader::read_into`] destination (the
 /// first, exactly as long) by a way other than its memory: `pwrite` into the file behind a shared
 /// mapping (`criu_image::MappedExtraWriter::write_into`).
@@ -446,8 +463,7 @@ impl PageReader {
                 failed.store(true, Ordering::Relaxed);
                 return Err(error);
             }
-            stats.pages += job.batch.bytes as u64 / PAGE_SIZE;
-            stats.batches += 1;
+            stats.add_batch(&job.batch);
         }
         Ok(stats)
     }
@@ -474,7 +490,7 @@ impl PageReader {
             let data = &mut buffer[..batch.bytes];
             let written = self.fill(&batch, data, &mut stats).and_then(|()| {
                 write_at(slot, data).map_err(|source| ReadError::Write {
-                    vaddr: batch.runs.first().map_or(0, |run| run.start),
+                    vaddr: batch.first_vaddr(),
                     source,
                 })
             });
@@ -482,10 +498,7 @@ impl PageReader {
                 failed.store(true, Ordering::Relaxed);
                 return Err(error);
             }
-            let pages = batch.bytes as u64 / PAGE_SIZE;
-            stats.pages += pages;
-            stats.written_pages += pages;
-            stats.batches += 1;
+            stats.written_pages += stats.add_batch(&batch);
         }
         self.return_buffer(buffer);
         Ok(stats)
@@ -706,11 +719,10 @@ fn deliver(
 ) -> Result<(), ReadError> {
     sink.add_page_runs(&batch.runs, &buffer[..batch.bytes])
         .map_err(|source| ReadError::Sink {
-            vaddr: batch.runs.first().map_or(0, |run| run.start),
+            vaddr: batch.first_vaddr(),
             source,
         })?;
-    stats.pages += batch.bytes as u64 / PAGE_SIZE;
-    stats.batches += 1;
+    stats.add_batch(batch);
     Ok(())
 }
 
