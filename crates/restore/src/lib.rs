@@ -248,7 +248,7 @@ pub enum RestoreError {
     },
     /// A restored thread could not get back the CPU affinity the tracer had
     /// before it pinned itself (and the tasks it created) to one CPU.
-    #[error("pid {pid}: giving thread {tid} the tracer's CPU affinity back (pinned to CPU {cpu}): {errno}")]
+    #[error("pid {pid}: giving thread {tid} the tracer's CPU affinity back (pinned to CPU {cpu}): {source}")]
     Affinity {
         /// The task.
         pid: i32,
@@ -256,8 +256,9 @@ pub enum RestoreError {
         tid: i32,
         /// The CPU it was pinned to.
         cpu: usize,
-        /// The error.
-        errno: Errno,
+        /// The error of sched_setaffinity.
+        #[source]
+        source: std::io::Error,
     },
     /// A failure injected on purpose (`fail_at`).
     #[error("restore failed on purpose at stage {}", .0.name())]
@@ -278,7 +279,7 @@ impl RestoreError {
             RestoreError::Files(FileError::Changed { .. }) => Some(libc::EINVAL),
             RestoreError::Files(FileError::Open { errno, .. }) => Some(*errno as i32),
             RestoreError::Rlimits { errno, .. } => Some(*errno as i32),
-            RestoreError::Affinity { errno, .. } => Some(*errno as i32),
+            RestoreError::Affinity { source, .. } => source.raw_os_error(),
             RestoreError::Task {
                 source: RemoteError::Syscall { errno, .. },
                 ..
@@ -728,11 +729,11 @@ impl Run<'_> {
             for proc in self.alive() {
                 for thread in &proc.threads {
                     let tid = thread.tid.as_raw();
-                    pin.release(tid).map_err(|error| RestoreError::Affinity {
+                    pin.release(tid).map_err(|source| RestoreError::Affinity {
                         pid: proc.pid,
                         tid,
                         cpu: pin.cpu(),
-                        errno: Errno::from_raw(error.raw_os_error().unwrap_or(libc::EINVAL)),
+                        source,
                     })?;
                 }
             }
