@@ -7,15 +7,22 @@ use common::*;
 use criu_image::ImageKind;
 use criu_proto::{CoreEntry, MmEntry, PstreeEntry};
 
-#[test]
-fn sleep_dump_has_criu_image_set_and_kills_the_task() {
+/// Dumps a fresh `setsid sleep` into `dir` and waits until the dump's kill took it; its pid and the
+/// report.
+fn dump_a_sleeper(dir: &std::path::Path) -> (i32, criu_dump::DumpReport) {
     let child = spawn_sleeper();
     let pid = child.id() as i32;
-    let dir = tempfile::tempdir().unwrap();
-    let report = dump_to(pid, dir.path(), |_| {}).expect("dump");
-    assert_eq!(report.pids, vec![pid]);
+    let report = dump_to(pid, dir, |_| {}).expect("dump");
     reap(child);
     wait_until(|| !alive(pid));
+    (pid, report)
+}
+
+#[test]
+fn sleep_dump_has_criu_image_set_and_kills_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid, report) = dump_a_sleeper(dir.path());
+    assert_eq!(report.pids, vec![pid]);
 
     let names = file_names(dir.path());
     let expected: Vec<String> = [
@@ -81,12 +88,8 @@ fn sleep_dump_has_criu_image_set_and_kills_the_task() {
 /// was storing it (memwrite_time): the figures `cargo xtask bench` judges the data path by.
 #[test]
 fn stats_dump_times_the_memory_phase_within_the_frozen_time() {
-    let child = spawn_sleeper();
-    let pid = child.id() as i32;
     let dir = tempfile::tempdir().unwrap();
-    let report = dump_to(pid, dir.path(), |_| {}).expect("dump");
-    reap(child);
-    wait_until(|| !alive(pid));
+    let (_, report) = dump_a_sleeper(dir.path());
 
     let stats = crit_entries(dir.path(), "stats-dump");
     let micros = |field: &str| {

@@ -285,6 +285,14 @@ fn reader_settings() -> [ReaderOptions; 3] {
     ]
 }
 
+/// The layout testee, its VMAs and its present pages.
+fn layout_with_pages() -> (Testee, Vec<Vma>, Vec<PageRange>) {
+    let testee = Testee::layout();
+    let vmas = read_vmas(testee.pid()).unwrap();
+    let ranges = present_ranges(testee.pid(), &vmas).unwrap();
+    (testee, vmas, ranges)
+}
+
 fn read_all(pid: i32, ranges: &[PageRange], options: ReaderOptions) -> (VecSink, ReadStats) {
     let reader = PageReader::with_options(pid, options).unwrap();
     let mut sink = VecSink::new();
@@ -294,10 +302,8 @@ fn read_all(pid: i32, ranges: &[PageRange], options: ReaderOptions) -> (VecSink,
 
 #[test]
 fn page_reader_returns_the_exact_bytes_including_prot_none() {
-    let testee = Testee::layout();
+    let (testee, vmas, ranges) = layout_with_pages();
     let pid = testee.pid();
-    let vmas = read_vmas(pid).unwrap();
-    let ranges = present_ranges(pid, &vmas).unwrap();
     let total: u64 = ranges.iter().map(|range| range.nr_pages).sum();
 
     for options in reader_settings() {
@@ -588,10 +594,8 @@ fn page_reader_batches_more_ranges_than_one_iovec_array_holds() {
 /// through memory, and the others were filled through memory.
 #[test]
 fn read_into_fills_the_destination_exactly_as_read_delivers() {
-    let testee = Testee::layout();
+    let (testee, _, ranges) = layout_with_pages();
     let pid = testee.pid();
-    let vmas = read_vmas(pid).unwrap();
-    let ranges = present_ranges(pid, &vmas).unwrap();
     let (sink, _) = read_all(pid, &ranges, ReaderOptions::default());
     let expected: Vec<u8> = sink
         .runs
@@ -676,10 +680,8 @@ fn read_into_fills_the_destination_exactly_as_read_delivers() {
 /// the middle fails the whole fill, from any worker, without hanging the others.
 #[test]
 fn read_into_refuses_a_wrong_destination_and_reports_unreadable_pages() {
-    let testee = Testee::layout();
+    let (testee, vmas, ranges) = layout_with_pages();
     let pid = testee.pid();
-    let vmas = read_vmas(pid).unwrap();
-    let ranges = present_ranges(pid, &vmas).unwrap();
     let total: u64 = ranges.iter().map(|range| range.len_bytes()).sum();
     let reader = PageReader::with_options(
         pid,
